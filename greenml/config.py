@@ -1,0 +1,198 @@
+"""Settings: arguments > ``GREENML_*`` environment variables > ``[tool.greenml]`` in
+``pyproject.toml`` or a ``greenml.toml`` (current folder) > defaults.
+
+Every value is validated here, before any thread starts; a bad one raises
+:class:`~greenml.errors.ConfigError` naming the value, where it came from and what would
+be valid.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from greenml.errors import ConfigError
+
+PHASE_NAME = re.compile(r"^[A-Za-z0-9_.\- ]{1,64}$")
+PHASE_RULE = "1-64 characters from letters, digits, '_', '-', '.', and space"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one tracked run."""
+
+    gpu_ids: tuple[int | str, ...] | None = None
+    interval_s: float = 0.1
+    pue: float | None = None
+    grid_intensity_g_per_kwh: float | None = None
+    price_usd_per_hour: float | None = None
+    usd_per_kwh: float | None = None
+    location: str | None = None
+    instance_type: str | None = None
+    default_phase: str = "train"
+    powercap_root: str = "/sys/class/powercap"
+
+
+_FIELDS = {f.name for f in fields(Settings)}
+
+
+def _source(key: str, origin: str) -> str:
+    if origin == "argument":
+        return f"{key}="
+    if origin == "env":
+        return f"GREENML_{key.upper()}="
+    return f"{origin} [tool.greenml] {key} = "
+
+
+def _number(key: str, value: Any, origin: str, *, positive: bool, allow_zero: bool) -> float:
+    where = _source(key, origin)
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}{value!r} is not a number")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}{value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise ConfigError(f"{where}{value!r} is not a finite number")
+    if positive and (x < 0 or (x == 0 and not allow_zero)):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{where}{value!r} is invalid: it must be a number {rule}")
+    return x
+
+
+def _gpu_ids(value: Any, origin: str) -> tuple[int | str, ...] | None:
+    where = _source("gpu_ids", origin)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items: Sequence[Any] = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, Sequence):
+        items = value
+    else:
+        raise ConfigError(
+            f"{where}{value!r} is invalid: give a list of GPU positions (0, 1, ...) or UUIDs"
+        )
+    out: list[int | str] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ConfigError(f"{where}{value!r}: {item!r} is not a GPU position or UUID")
+        if isinstance(item, int):
+            gid: int | str = item
+        elif isinstance(item, str) and item.strip().isdigit():
+            gid = int(item.strip())
+        elif isinstance(item, str) and item.startswith(("GPU-", "MIG-")):
+            gid = item
+        else:
+            raise ConfigError(
+                f"{where}{value!r}: {item!r} is not a GPU position (an integer >= 0) or a "
+                "UUID ('GPU-...' or 'MIG-...')"
+            )
+        if isinstance(gid, int) and gid < 0:
+            raise ConfigError(f"{where}{value!r}: {gid} is negative; positions start at 0")
+        out.append(gid)
+    if not out:
+        raise ConfigError(f"{where}{value!r} names no GPU; leave it unset to use all visible")
+    return tuple(out)
+
+
+def validate_phase_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ConfigError(f"phase name {name!r} is a {type(name).__name__}, not a string")
+    if not PHASE_NAME.match(name):
+        raise ConfigError(f"phase name {name!r} is invalid: use {PHASE_RULE}")
+    return name
+
+
+def _convert(key: str, value: Any, origin: str) -> Any:
+    if value is None:
+        return None
+    if key == "gpu_ids":
+        return _gpu_ids(value, origin)
+    if key == "interval_s":
+        return _number(key, value, origin, positive=True, allow_zero=False)
+    if key == "pue":
+        x = _number(key, value, origin, positive=True, allow_zero=False)
+        if x < 1.0:
+            raise ConfigError(
+                f"{_source(key, origin)}{value!r} is invalid: PUE is facility energy / IT "
+                "energy, so it is >= 1.0 (1.0 when the facility's energy is already metered)"
+            )
+        return x
+    if key in ("grid_intensity_g_per_kwh", "price_usd_per_hour", "usd_per_kwh"):
+        return _number(key, value, origin, positive=True, allow_zero=True)
+    if key == "default_phase":
+        try:
+            return validate_phase_name(value)
+        except ConfigError as e:
+            raise ConfigError(f"{_source(key, origin)}: {e}") from None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: give a non-empty string")
+    return value.strip()
+
+
+def _toml_settings(folder: Path) -> tuple[dict[str, Any], str]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    for name, path in (("greenml.toml", ()), ("pyproject.toml", ("tool", "greenml"))):
+        f = folder / name
+        if not f.is_file():
+            continue
+        try:
+            data: Any = tomllib.loads(f.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as e:
+            raise ConfigError(f"{f}: cannot read it as TOML: {e}") from None
+        for part in path:
+            data = data.get(part, {}) if isinstance(data, dict) else {}
+        if data:
+            if name == "greenml.toml" and "tool" in data:
+                data = data.get("tool", {}).get("greenml", data)
+            return dict(data), str(f)
+    return {}, ""
+
+
+def resolve(
+    arguments: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Merge and validate the settings of a run (see the module docstring for order)."""
+    unknown = set(arguments) - _FIELDS
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {sorted(unknown)}; valid settings are {sorted(_FIELDS)}"
+        )
+    env = os.environ if environ is None else environ
+    toml, toml_file = _toml_settings(Path(config_dir) if config_dir else Path.cwd())
+    bad = set(toml) - _FIELDS
+    if bad:
+        raise ConfigError(
+            f"{toml_file}: unknown setting(s) {sorted(bad)} under [tool.greenml]; valid "
+            f"settings are {sorted(_FIELDS)}"
+        )
+    values: dict[str, Any] = {}
+    for key in _FIELDS:
+        env_key = f"GREENML_{key.upper()}"
+        if arguments.get(key) is not None:
+            values[key] = _convert(key, arguments[key], "argument")
+        elif env.get(env_key, "").strip():
+            values[key] = _convert(key, env[env_key], "env")
+        elif toml.get(key) is not None:
+            values[key] = _convert(key, toml[key], toml_file)
+    if values.get("price_usd_per_hour") is not None and values.get("usd_per_kwh") is not None:
+        raise ConfigError(
+            f"price_usd_per_hour={values['price_usd_per_hour']!r} and usd_per_kwh="
+            f"{values['usd_per_kwh']!r} are both set: give the instance's hourly price (cloud) "
+            "or the electricity price (own hardware), not both"
+        )
+    return Settings(**values)

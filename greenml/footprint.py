@@ -1,0 +1,174 @@
+"""Footprint: plain arithmetic on frozen dataclasses.
+
+IT energy (GPU + CPU + RAM, as measured) x PUE = facility energy; facility energy x grid
+intensity = CO2e; instance price x hours (or electricity price x kWh) = cost. Every
+factor used is carried in :attr:`Footprint.factors` with its source, year and licence, so
+each printed number traces back to where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One conversion factor and where it came from."""
+
+    name: str  # e.g. "pue", "grid_intensity", "price"
+    value: float
+    unit: str  # e.g. "g/kWh", "USD/h", "ratio"
+    source: str
+    year: int | None = None
+    licence: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    """The energy of one measured device and how it was obtained."""
+
+    key: str
+    kind: str  # gpu | cpu | ram
+    name: str
+    method: str  # counter | sampled | estimated
+    energy_kwh: float  # IT energy attributed to this job (after any MIG share)
+    index: int | None = None
+    uuid: str | None = None
+    power_limit_w: float | None = None
+    share: float = 1.0
+    simulated: bool = False
+    read_errors: int = 0
+    lost: bool = False
+    extrapolated_s: float = 0.0  # seconds filled by extrapolation rather than readings
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a tracked run (or one of its phases) used and emitted. Units in the names.
+
+    ``gpu/cpu/ram_energy_kwh`` are IT energy; ``energy_kwh`` is facility energy (IT x
+    PUE). ``co2e_kg`` is location-based, ``co2e_market_kg`` market-based. A figure whose
+    factor is not known is ``None``, never a guess; ``flags`` says why.
+    """
+
+    duration_s: float
+    energy_kwh: float
+    gpu_energy_kwh: float
+    cpu_energy_kwh: float
+    ram_energy_kwh: float
+    pue: float | None = None
+    grid_intensity_g_per_kwh: float | None = None
+    co2e_kg: float | None = None
+    co2e_market_kg: float | None = None
+    cost_usd: float | None = None
+    phases: Mapping[str, Footprint] = field(default_factory=lambda: MappingProxyType({}))
+    devices: tuple[DeviceEnergy, ...] = ()
+    measurement: str = "estimated"
+    flags: tuple[str, ...] = ()
+    factors: tuple[Factor, ...] = ()
+    location: str | None = None
+    instance_type: str | None = None
+    final: bool = True
+
+    @property
+    def it_energy_kwh(self) -> float:
+        return self.gpu_energy_kwh + self.cpu_energy_kwh + self.ram_energy_kwh
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (phases nested, factors and devices as lists)."""
+        out = {k: v for k, v in asdict(self).items() if k != "phases"}
+        out["phases"] = {name: fp.to_dict() for name, fp in self.phases.items()}
+        return out
+
+
+@dataclass(frozen=True)
+class Factors:
+    """The factors a footprint is computed with; ``None`` where unknown."""
+
+    pue: Factor | None = None
+    grid_intensity: Factor | None = None  # g/kWh, location-based
+    market_intensity: Factor | None = None  # g/kWh, market-based
+    price_per_hour: Factor | None = None  # USD/h for the instance
+    price_per_kwh: Factor | None = None  # USD/kWh of facility energy
+
+    def used(self) -> tuple[Factor, ...]:
+        return tuple(
+            f
+            for f in (
+                self.pue,
+                self.grid_intensity,
+                self.market_intensity,
+                self.price_per_hour,
+                self.price_per_kwh,
+            )
+            if f is not None
+        )
+
+
+def compute(
+    *,
+    duration_s: float,
+    gpu_j: float,
+    cpu_j: float,
+    ram_j: float,
+    factors: Factors,
+    phases: Mapping[str, Footprint] | None = None,
+    devices: tuple[DeviceEnergy, ...] = (),
+    measurement: str = "estimated",
+    flags: tuple[str, ...] = (),
+    location: str | None = None,
+    instance_type: str | None = None,
+    final: bool = True,
+) -> Footprint:
+    """Turn measured joules into a :class:`Footprint` with the given factors."""
+    gpu_kwh, cpu_kwh, ram_kwh = gpu_j / J_PER_KWH, cpu_j / J_PER_KWH, ram_j / J_PER_KWH
+    pue = factors.pue.value if factors.pue is not None else None
+    energy_kwh = (gpu_kwh + cpu_kwh + ram_kwh) * (pue if pue is not None else 1.0)
+    flag_list = list(flags)
+    if pue is None:
+        flag_list.append("pue_not_applied")
+
+    intensity = factors.grid_intensity.value if factors.grid_intensity is not None else None
+    co2e = co2e_market = None
+    if intensity is not None:
+        co2e = energy_kwh * intensity / 1000.0
+        market = factors.market_intensity.value if factors.market_intensity else intensity
+        co2e_market = energy_kwh * market / 1000.0
+    else:
+        flag_list.append("no_grid_intensity")
+
+    cost = None
+    if factors.price_per_hour is not None:
+        cost = factors.price_per_hour.value * duration_s / 3600.0
+    elif factors.price_per_kwh is not None:
+        cost = factors.price_per_kwh.value * energy_kwh
+    else:
+        flag_list.append("no_price")
+
+    return Footprint(
+        duration_s=duration_s,
+        energy_kwh=energy_kwh,
+        gpu_energy_kwh=gpu_kwh,
+        cpu_energy_kwh=cpu_kwh,
+        ram_energy_kwh=ram_kwh,
+        pue=pue,
+        grid_intensity_g_per_kwh=intensity,
+        co2e_kg=co2e,
+        co2e_market_kg=co2e_market,
+        cost_usd=cost,
+        phases=MappingProxyType(dict(phases or {})),
+        devices=devices,
+        measurement=measurement,
+        flags=tuple(dict.fromkeys(flag_list)),
+        factors=factors.used(),
+        location=location,
+        instance_type=instance_type,
+        final=final,
+    )

@@ -1,0 +1,1 @@
+"""Meters: read hardware, return cumulative joules or power per device (see ``base``)."""

@@ -1,0 +1,87 @@
+"""The small, read-only protocol every meter implements.
+
+A *meter* wraps one kind of hardware (NVIDIA GPUs through NVML, CPU packages through
+RAPL, a TDP x load estimate, a RAM estimate) and exposes one or more *channels*: one
+per device it measures. Meters never change hardware settings.
+
+Each call to :meth:`Meter.read` returns one :class:`Reading` per channel. A reading
+carries either a cumulative energy in joules (counters and model-based estimates), or
+an instantaneous/averaged power in watts (sampled devices), or both. The sampler
+turns readings into energy per channel and phase; meters know nothing of phases,
+MLflow or the run.
+
+Units live in the names: ``energy_j``, ``power_w``, ``t_s`` (seconds on the injected
+monotonic clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Clock = Callable[[], float]
+Kind = Literal["gpu", "cpu", "ram"]
+#: How a channel's energy is obtained, best first.
+#: ``counter``: a hardware energy counter (NVML total energy, RAPL).
+#: ``sampled``: integration of power readings over time.
+#: ``estimated``: a model (TDP x load, watts per GB of RAM), not a measurement.
+Method = Literal["counter", "sampled", "estimated"]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Static description of one measured device."""
+
+    key: str  # unique within a run, e.g. "gpu:0", "cpu:package-0", "ram"
+    kind: Kind
+    name: str  # human-readable model, e.g. "NVIDIA H100 80GB HBM3"
+    method: Method
+    index: int | None = None  # device index as the driver numbers it
+    uuid: str | None = None
+    power_limit_w: float | None = None
+    #: Fraction of the device's energy attributed to this job (1.0 unless the
+    #: job only holds a share of it, e.g. MIG slices of one GPU).
+    share: float = 1.0
+    simulated: bool = False
+    #: Free-form provenance, e.g. {"tdp_source": "CodeCarbon cpu_power.csv"}.
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One observation of one channel.
+
+    ``t_s`` is the monotonic time the value refers to, which a meter may set earlier
+    than the moment of the read (a stale counter refers to its last refresh; a 1 s
+    average refers to the middle of its window).
+    ``energy_j`` is cumulative from an arbitrary origin and never decreases (meters
+    unwrap counter wraparound). ``error`` is set, and the values are None, when the
+    read failed; ``lost`` marks a device that will not come back.
+    """
+
+    key: str
+    t_s: float
+    energy_j: float | None = None
+    power_w: float | None = None
+    error: str | None = None
+    lost: bool = False
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Meter(Protocol):
+    """What the sampler needs from a meter."""
+
+    def channels(self) -> Sequence[Channel]:
+        """The devices this meter measures; fixed for the meter's lifetime."""
+        ...
+
+    def read(self) -> list[Reading]:
+        """Read every channel once. Must not raise for a failed device: report it in
+        ``Reading.error`` so one bad device never loses the others' sample."""
+        ...
+
+    def close(self) -> None:
+        """Release handles. Safe to call twice."""
+        ...

@@ -1,0 +1,575 @@
+"""The sampler: one background thread that reads the meters and keeps the ledger.
+
+Data flow: meters return :class:`~greenml.meters.base.Reading` objects; the
+:class:`Ledger` turns each channel's readings into *segments* (an interval of time and
+the joules used in it) and attributes every segment to the phases active during it.
+
+How a segment is formed depends on what the reading carries:
+
+- ``energy_j`` (a counter, or a model that integrates itself): the difference of two
+  cumulative values over the interval between their timestamps. Gaps between good
+  readings (a failed read) lose nothing, because the counter kept counting.
+- ``power_w`` only (a device without a counter): the trapezoid between two power
+  readings.
+
+Within a segment the power is taken as constant, so a segment that straddles a phase
+boundary (or the start or stop of the run) is split in proportion to time. This is what
+lets a 0.3 s phase on a device whose counter refreshes every 100 ms get its share
+instead of 0 J.
+
+Memory is bounded whatever the run length: per channel the ledger keeps running sums,
+the last point, and a downsampled power series (:class:`Series`); phase transitions
+are pruned once every channel has moved past them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from greenml.meters.base import Channel, Clock, Meter, Reading
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 0.1
+THREAD_NAME = "greenml-sampler"
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One downsampled point: mean power over ``[t_start_s, t_end_s]`` and the
+    channel's attributed energy at ``t_end_s``."""
+
+    t_start_s: float
+    t_end_s: float
+    power_w: float
+    energy_j: float
+
+
+class Series:
+    """A power series whose memory is bounded by ``max_points``.
+
+    Points are buckets of at least ``bucket_s`` seconds. When the list is full, adjacent
+    buckets are merged pairwise and the bucket width doubles, so a week-long run keeps
+    the same number of points as a minute-long one, each covering more time.
+    """
+
+    def __init__(self, bucket_s: float = 1.0, max_points: int = 512) -> None:
+        if max_points < 2:
+            raise ValueError(f"max_points must be >= 2, got {max_points!r}")
+        self.bucket_s = bucket_s
+        self.max_points = max_points
+        self.points: list[SeriesPoint] = []
+        self._open_start: float | None = None
+        self._open_end = 0.0
+        self._open_j = 0.0
+        self._energy_j = 0.0
+
+    def add(self, t0: float, t1: float, joules: float) -> None:
+        if t1 <= t0:
+            return
+        if self._open_start is None:
+            self._open_start = t0
+        self._open_end = t1
+        self._open_j += joules
+        self._energy_j += joules
+        if self._open_end - self._open_start >= self.bucket_s:
+            self._close()
+
+    def flush(self) -> None:
+        if self._open_start is not None and self._open_end > self._open_start:
+            self._close()
+
+    def _close(self) -> None:
+        assert self._open_start is not None
+        span = self._open_end - self._open_start
+        self.points.append(
+            SeriesPoint(self._open_start, self._open_end, self._open_j / span, self._energy_j)
+        )
+        self._open_start, self._open_j = None, 0.0
+        if len(self.points) > self.max_points:
+            merged = []
+            for a, b in zip(self.points[0::2], self.points[1::2], strict=False):
+                span = b.t_end_s - a.t_start_s
+                joules = a.power_w * (a.t_end_s - a.t_start_s) + b.power_w * (
+                    b.t_end_s - b.t_start_s
+                )
+                merged.append(SeriesPoint(a.t_start_s, b.t_end_s, joules / span, b.energy_j))
+            if len(self.points) % 2:
+                merged.append(self.points[-1])
+            self.points = merged
+            self.bucket_s *= 2
+
+
+@dataclass
+class ChannelState:
+    """What the ledger keeps per channel: O(1) in the run's length."""
+
+    channel: Channel
+    energy_j: float = 0.0  # attributed to [start, stop] (after the channel's share)
+    phase_j: dict[str, float] = field(default_factory=dict)
+    last_t: float | None = None  # time of the last point
+    last_e: float | None = None  # cumulative joules at last_t (meter's origin)
+    last_p: tuple[float, float] | None = None  # (t_s, power_w) of the last power reading
+    slope_w: float | None = None  # latest power estimate, watts (before share)
+    head_pending_until: float | None = None  # first point came after start: gap to fill
+    errors: int = 0
+    first_error: str | None = None
+    lost_at_s: float | None = None
+    extrapolated_s: float = 0.0  # seconds filled by extrapolation, not measurement
+    queue: list[tuple[float, float, float]] = field(default_factory=list)  # held segments
+    prev_rate_w: float | None = None  # mean power of the last credited segment
+    series: Series = field(default_factory=Series)
+
+
+class Ledger:
+    """Joules per channel and phase, from readings. Thread-safe.
+
+    ``default_phase`` names the time outside any explicit phase.
+    """
+
+    def __init__(
+        self,
+        channels: Iterable[Channel],
+        start_s: float,
+        default_phase: str = "train",
+        series_bucket_s: float = 1.0,
+        series_max_points: int = 512,
+    ) -> None:
+        self.start_s = start_s
+        self.stop_s: float | None = None
+        self.default_phase = default_phase
+        self._lock = threading.RLock()
+        self.channels: dict[str, ChannelState] = {}
+        for ch in channels:
+            if ch.key in self.channels:
+                raise ValueError(f"duplicate channel key {ch.key!r}")
+            self.channels[ch.key] = ChannelState(
+                ch, series=Series(series_bucket_s, series_max_points)
+            )
+        # Phase timeline: parallel sorted lists of transition times and phase names.
+        self._tt: list[float] = [start_s]
+        self._tp: list[str] = [default_phase]
+        self._phase_names: list[str] = [default_phase]  # in order of first appearance
+        self._phase_time_s: dict[str, float] = {}  # closed time per phase
+        self.warnings: list[str] = []
+
+    # -- phases ---------------------------------------------------------------------
+
+    def set_phase(self, t_s: float, name: str) -> None:
+        """From ``t_s`` on, energy goes to phase ``name``."""
+        with self._lock:
+            if t_s < self._tt[-1]:
+                t_s = self._tt[-1]  # clocks are monotonic; guard against a caller's skew
+            if self.stop_s is not None:
+                return
+            if name not in self._phase_names:
+                self._phase_names.append(name)
+            cur = self._tp[-1]
+            self._phase_time_s[cur] = self._phase_time_s.get(cur, 0.0) + (t_s - self._tt[-1])
+            if t_s == self._tt[-1]:
+                self._tp[-1] = name
+            else:
+                self._tt.append(t_s)
+                self._tp.append(name)
+
+    def phase_names(self) -> list[str]:
+        with self._lock:
+            return list(self._phase_names)
+
+    def phase_durations(self, now_s: float) -> dict[str, float]:
+        """Seconds spent in each phase up to ``now_s`` (or the stop)."""
+        with self._lock:
+            out = dict(self._phase_time_s)
+            if self.stop_s is None:
+                cur = self._tp[-1]
+                out[cur] = out.get(cur, 0.0) + max(now_s - self._tt[-1], 0.0)
+            return {n: out.get(n, 0.0) for n in self._phase_names}
+
+    def _split(self, a: float, b: float) -> list[tuple[str, float, float]]:
+        """Pieces of ``[a, b]`` (already inside the run) with the phase active in each."""
+        i = max(bisect.bisect_right(self._tt, a) - 1, 0)
+        pieces = []
+        t = a
+        while t < b:
+            end = self._tt[i + 1] if i + 1 < len(self._tt) else b
+            end = min(end, b)
+            if end > t:
+                pieces.append((self._tp[i], t, end))
+            t = end
+            i += 1
+        return pieces
+
+    def _prune(self) -> None:
+        """Drop transitions that no channel can still need: those before the earliest
+        last point of any live channel (and none while a channel has no point yet or
+        still owes its head gap)."""
+        live = [s for s in self.channels.values() if s.lost_at_s is None]
+        if any(s.last_t is None or s.head_pending_until is not None for s in live):
+            return
+        if not live:
+            return
+        horizon = min(s.queue[0][0] if s.queue else s.last_t for s in live)  # type: ignore[type-var]
+        keep_from = max(bisect.bisect_right(self._tt, horizon) - 1, 0)
+        if keep_from > 0:
+            del self._tt[:keep_from]
+            del self._tp[:keep_from]
+
+    # -- attribution ------------------------------------------------------------------
+
+    def _credit(self, st: ChannelState, a: float, b: float, joules: float) -> None:
+        """Credit ``joules`` spent uniformly over ``[a, b]``, clipped to the run."""
+        if b <= a or joules <= 0:
+            return
+        self._credit_pieces(st, [(a, b, joules)])
+
+    def _credit_pieces(self, st: ChannelState, pieces: list[tuple[float, float, float]]) -> None:
+        lo_run = self.start_s
+        hi_run = math.inf if self.stop_s is None else self.stop_s
+        for a, b, joules in pieces:
+            lo, hi = max(a, lo_run), min(b, hi_run)
+            if hi <= lo or joules <= 0:
+                continue
+            rate = joules / (b - a) * st.channel.share
+            for name, t0, t1 in self._split(lo, hi):
+                j = rate * (t1 - t0)
+                st.phase_j[name] = st.phase_j.get(name, 0.0) + j
+                st.energy_j += j
+                st.series.add(t0, t1, j)
+
+    def _cuts(self, a: float, b: float) -> list[float]:
+        """Instants strictly inside ``(a, b)`` where attribution changes."""
+        cuts = {t for t in self._tt if a < t < b}
+        for t in (self.start_s, self.stop_s):
+            if t is not None and a < t < b:
+                cuts.add(t)
+        return sorted(cuts)
+
+    def _segment(self, st: ChannelState, a: float, b: float, joules: float) -> None:
+        """A measured segment. One that contains a boundary (a phase switch, the start or
+        the stop) waits for the next segment, so its energy can be shaped by the power on
+        both sides (see :meth:`_resolve`)."""
+        if b <= a or joules < 0:
+            return
+        st.queue.append((a, b, joules))
+        self._drain(st, final=False)
+
+    def _drain(self, st: ChannelState, *, final: bool) -> None:
+        while st.queue:
+            a, b, joules = st.queue[0]
+            cuts = self._cuts(a, b)
+            if cuts and len(st.queue) < 2 and not final:
+                return
+            right = st.queue[1] if len(st.queue) > 1 else None
+            p_right = right[2] / (right[1] - right[0]) if right is not None else None
+            self._resolve(st, a, b, joules, cuts, st.prev_rate_w, p_right)
+            st.queue.pop(0)
+            st.prev_rate_w = joules / (b - a)
+
+    def _resolve(
+        self,
+        st: ChannelState,
+        a: float,
+        b: float,
+        joules: float,
+        cuts: list[float],
+        p_left: float | None,
+        p_right: float | None,
+    ) -> None:
+        """Split a segment's exactly known energy at ``cuts``.
+
+        A counter says how much energy a refresh interval used, not how it was spread.
+        A phase switch is where the work, and so the power, changes: the piece before the
+        first cut runs at the power of the segment before, the piece after the last cut
+        at the power of the segment after, pieces in between at their mean; the pieces
+        are then scaled to the segment's measured joules. Without a phase switch inside,
+        without neighbours, or when power is steady, this is a split in proportion to
+        time.
+        """
+        if not cuts:
+            self._credit(st, a, b, joules)
+            return
+        if not any(t != self.start_s and t != self.stop_s for t in cuts):
+            # Only the run's start/stop inside: those rarely coincide with a change of
+            # power (set-up and tear-down surround them), so split in proportion to time.
+            p_left = p_right = None
+        if p_left is None:
+            p_left = p_right
+        if p_right is None:
+            p_right = p_left
+        edges = [a, *cuts, b]
+        n = len(edges) - 1
+        if p_left is None or p_right is None:
+            weights = [1.0] * n
+        else:
+            mid = (p_left + p_right) / 2.0
+            weights = [p_left] + [mid] * (n - 2) + [p_right] if n > 1 else [1.0]
+        raw = [w * (edges[i + 1] - edges[i]) for i, w in enumerate(weights)]
+        total = sum(raw)
+        if total <= 0:
+            raw = [edges[i + 1] - edges[i] for i in range(n)]
+            total = b - a
+        self._credit_pieces(
+            st, [(edges[i], edges[i + 1], joules * raw[i] / total) for i in range(n)]
+        )
+
+    def add(self, reading: Reading) -> None:
+        with self._lock:
+            st = self.channels.get(reading.key)
+            if st is None:
+                raise KeyError(f"reading for unknown channel {reading.key!r}")
+            self._add(st, reading)
+
+    def add_many(self, readings: Iterable[Reading]) -> None:
+        with self._lock:
+            for r in readings:
+                st = self.channels.get(r.key)
+                if st is None:
+                    raise KeyError(f"reading for unknown channel {r.key!r}")
+                self._add(st, r)
+            self._prune()
+
+    def _add(self, st: ChannelState, r: Reading) -> None:
+        if st.lost_at_s is not None:
+            return
+        if r.error is not None or (r.energy_j is None and r.power_w is None):
+            st.errors += 1
+            if st.first_error is None:
+                st.first_error = r.error or "empty reading"
+                logger.warning(
+                    "greenml: reading %s failed (%s); measurement goes on, the run is flagged",
+                    st.channel.key,
+                    st.first_error,
+                )
+            if r.lost:
+                st.lost_at_s = r.t_s
+                logger.warning(
+                    "greenml: %s (%s) was lost at t=%.3f s; its energy after the last good "
+                    "reading is not counted",
+                    st.channel.key,
+                    st.channel.name,
+                    r.t_s,
+                )
+            return
+        if r.energy_j is not None:
+            self._add_energy(st, r.t_s, r.energy_j)
+        elif st.channel.method != "counter":
+            # Only devices without a counter integrate power; on a counter channel a
+            # power-only reading just updates the power used for extrapolation.
+            self._add_power_only(st, r.t_s, r.power_w)  # type: ignore[arg-type]
+        if r.power_w is not None:
+            st.last_p = (r.t_s, r.power_w)
+            if r.energy_j is None or st.slope_w is None:
+                st.slope_w = r.power_w
+
+    def _add_energy(self, st: ChannelState, t: float, e: float) -> None:
+        if st.last_t is None:
+            st.last_t, st.last_e = t, e
+            if t > self.start_s:
+                st.head_pending_until = t
+            return
+        assert st.last_e is not None
+        if t <= st.last_t:
+            return  # no newer information
+        de = e - st.last_e
+        if de < 0:
+            # A meter is supposed to unwrap; a counter that went back was reset.
+            self._warn(f"{st.channel.key}: counter went back by {-de:.3f} J; segment skipped")
+            st.last_t, st.last_e = t, e
+            return
+        st.slope_w = de / (t - st.last_t)
+        self._fill_head(st)
+        self._segment(st, st.last_t, t, de)
+        st.last_t, st.last_e = t, e
+
+    def _add_power_only(self, st: ChannelState, t: float, p: float) -> None:
+        if st.last_p is None or st.last_t is None:
+            st.last_t = t
+            if t > self.start_s:
+                # Nothing before the first reading: hold its power back to the start.
+                self._credit(st, self.start_s, t, p * (t - self.start_s))
+                st.extrapolated_s += t - self.start_s
+            return
+        t0, p0 = st.last_p
+        if t <= t0:
+            return
+        self._segment(st, t0, t, (p0 + p) / 2.0 * (t - t0))
+        st.last_t = t
+
+    def _fill_head(self, st: ChannelState) -> None:
+        """A counter channel whose first point came after the start: extrapolate the
+        first measured power back to the start."""
+        if st.head_pending_until is None or st.slope_w is None:
+            return
+        gap = st.head_pending_until - self.start_s
+        self._credit(st, self.start_s, st.head_pending_until, st.slope_w * gap)
+        st.extrapolated_s += gap
+        st.head_pending_until = None
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+            logger.warning("greenml: %s", msg)
+
+    # -- closing ----------------------------------------------------------------------
+
+    def mark_stop(self, stop_s: float) -> None:
+        """Fix the end of the run: later readings only count up to ``stop_s``."""
+        with self._lock:
+            if self.stop_s is None:
+                cur = self._tp[-1]
+                self._phase_time_s[cur] = self._phase_time_s.get(cur, 0.0) + max(
+                    stop_s - self._tt[-1], 0.0
+                )
+                self.stop_s = stop_s
+
+    def close(self, stop_s: float) -> None:
+        """After the final readings: extrapolate any channel whose last point is earlier
+        than the stop with its last power."""
+        with self._lock:
+            self.mark_stop(stop_s)
+            for st in self.channels.values():
+                if st.head_pending_until is not None and st.slope_w is not None:
+                    self._fill_head(st)
+                self._drain(st, final=True)
+                if st.lost_at_s is not None or st.last_t is None:
+                    continue
+                if st.last_t < stop_s and st.slope_w is not None:
+                    gap = stop_s - st.last_t
+                    self._credit(st, st.last_t, stop_s, st.slope_w * gap)
+                    st.extrapolated_s += gap
+                st.series.flush()
+
+    # -- views --------------------------------------------------------------------------
+
+    def totals(self) -> dict[str, ChannelState]:
+        """A consistent copy of every channel's state."""
+        with self._lock:
+            out = {}
+            for k, st in self.channels.items():
+                copy = ChannelState(
+                    channel=st.channel,
+                    energy_j=st.energy_j,
+                    phase_j=dict(st.phase_j),
+                    last_t=st.last_t,
+                    last_e=st.last_e,
+                    last_p=st.last_p,
+                    slope_w=st.slope_w,
+                    head_pending_until=st.head_pending_until,
+                    errors=st.errors,
+                    first_error=st.first_error,
+                    lost_at_s=st.lost_at_s,
+                    extrapolated_s=st.extrapolated_s,
+                    series=st.series,
+                )
+                out[k] = copy
+            return out
+
+
+class Sampler:
+    """Reads every meter every ``interval_s`` in one named daemon thread.
+
+    The thread sleeps on ``stop_event.wait`` so ``stop`` is immediate; it survives a
+    failing meter with one logged warning; it takes one final reading on stop; ``stop``
+    is safe to call twice. ``sample()`` takes a reading in the caller's thread, which is
+    how tests driven by a manual clock step it.
+    """
+
+    def __init__(
+        self,
+        meters: Sequence[Meter],
+        ledger: Ledger,
+        *,
+        clock: Clock = time.monotonic,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        on_sample: Callable[[], None] | None = None,
+    ) -> None:
+        if not interval_s > 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        self.meters = list(meters)
+        self.ledger = ledger
+        self.clock = clock
+        self.interval_s = interval_s
+        self.on_sample = on_sample
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one sample at a time
+        self._failed_meters: set[int] = set()
+        self._stopped = False
+        self.samples = 0
+
+    # -- one sample ---------------------------------------------------------------------
+
+    def _read(self, meter: Meter, final_s: float | None) -> list[Reading]:
+        try:
+            if final_s is not None and hasattr(meter, "read_final"):
+                return meter.read_final(final_s)  # type: ignore[attr-defined, no-any-return]
+            return meter.read()
+        except Exception as e:  # a meter must not raise, but tracking never breaks training
+            if id(meter) not in self._failed_meters:
+                self._failed_meters.add(id(meter))
+                logger.warning("greenml: meter %r failed: %s", meter, e, exc_info=True)
+                self.ledger._warn(f"meter {type(meter).__name__} failed: {e}")
+            return []
+
+    def sample(self, final_s: float | None = None) -> None:
+        with self._lock:
+            readings: list[Reading] = []
+            for m in self.meters:
+                readings.extend(self._read(m, final_s))
+            self.ledger.add_many(readings)
+            self.samples += 1
+        if self.on_sample is not None:
+            try:
+                self.on_sample()
+            except Exception:  # pragma: no cover - a sink's trouble is not training's
+                logger.warning("greenml: on_sample hook failed", exc_info=True)
+
+    # -- thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("sampler already started")
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for m in self.meters:
+            prepare = getattr(m, "prepare", None)
+            if prepare is not None:
+                try:
+                    prepare()
+                except Exception as e:
+                    logger.warning("greenml: preparing %r failed: %s", m, e)
+        self.sample()
+        while not self._stop_event.wait(self.interval_s):
+            try:
+                self.sample()
+            except Exception:  # pragma: no cover - defensive: keep the thread alive
+                logger.warning("greenml: sample failed", exc_info=True)
+
+    def stop(self, stop_s: float, timeout_s: float = 5.0) -> None:
+        """Stop the thread, take the final reading and close the ledger at ``stop_s``."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.ledger.mark_stop(stop_s)
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("greenml: sampler thread did not stop within %.1f s", timeout_s)
+        try:
+            self.sample(final_s=stop_s)
+        finally:
+            self.ledger.close(stop_s)
+            for m in self.meters:
+                try:
+                    m.close()
+                except Exception:
+                    logger.debug("greenml: closing %r failed", m, exc_info=True)

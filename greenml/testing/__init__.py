@@ -1,0 +1,34 @@
+"""Fakes for testing code that uses greenml, shipped for users and used by our own tests.
+
+- :class:`SimulatedNVML` and :class:`SimGPU`: a simulated NVIDIA driver that ``pynvml``
+  loads in place of ``libnvidia-ml.so``, with programmable power traces (:mod:`traces`),
+  a refreshed millijoule counter and faults; usable in-process without a compiler and,
+  through :meth:`SimulatedNVML.export`, by child processes.
+- :class:`FakePowercap`: a Linux powercap (RAPL) tree in a temporary folder.
+- :class:`ManualClock`: a monotonic clock that moves only when told to.
+
+Names are imported lazily so ``import greenml.testing`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ManualClock": "greenml.testing.clock",
+    "SimulatedNVML": "greenml.testing.nvml_sim",
+    "SimGPU": "greenml.testing.nvml_sim",
+    "traces": "greenml.testing.traces",
+    "FakePowercap": "greenml.testing.powercap",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greenml.testing' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    return mod if module.endswith("." + name) else getattr(mod, name)

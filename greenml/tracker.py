@@ -1,0 +1,366 @@
+"""Tracker: the lifecycle of one measured run.
+
+``greenml.track(...)`` returns a :class:`Tracker`, usable three ways::
+
+    with greenml.track(pue=1.2) as run:      # context manager
+        train()
+        with run.phase("eval"):
+            evaluate()
+    run.footprint
+
+    @greenml.track(pue=1.2)                  # decorator: a fresh Tracker per call,
+    def main(): ...                          # the latest one at main.last_run
+
+    run = greenml.Tracker(pue=1.2).start()   # explicit; stop() is safe to call twice
+    ...
+    run.stop()
+
+Arguments are validated when the Tracker is built and the GPUs when it starts, both
+before any thread runs. After that, measurement trouble is logged, recorded in the
+footprint's ``flags`` and never raised into the training code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from greenml import config
+from greenml.errors import ConfigError, GreenMLError, MeasurementError
+from greenml.footprint import DeviceEnergy, Factor, Factors, Footprint, compute
+from greenml.meters.base import Clock, Meter
+from greenml.sampler import Ledger, Sampler
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_METHOD_RANK = {"counter": 0, "sampled": 1, "estimated": 2}
+
+
+def default_meters(
+    settings: config.Settings,
+    *,
+    clock: Clock,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[list[Meter], list[str]]:
+    """The real meters for this machine, and flags describing what is missing.
+
+    GPUs through NVML; the CPU through RAPL, else a TDP x load estimate; RAM through
+    RAPL's DRAM domain, else a W/GB estimate. An unknown ``gpu_ids`` raises
+    :class:`ConfigError`; a machine without GPUs is measured without them.
+    """
+    from greenml.meters.cpu import CpuEstimateMeter
+    from greenml.meters.ram import make_ram_meter
+    from greenml.meters.rapl import RaplMeter
+
+    meters: list[Meter] = []
+    flags: list[str] = []
+    try:
+        from greenml.meters.nvml import NvmlMeter
+
+        meters.append(NvmlMeter(settings.gpu_ids, clock=clock, environ=environ))
+    except ConfigError:
+        raise
+    except (MeasurementError, ImportError) as e:
+        if settings.gpu_ids is not None:
+            raise ConfigError(
+                f"gpu_ids={list(settings.gpu_ids)!r} but no NVIDIA GPU can be measured here "
+                f"({e}); leave gpu_ids unset to measure CPU and RAM only"
+            ) from e
+        logger.warning("greenml: no GPU measured (%s); measuring CPU and RAM only", e)
+        flags.append("no_gpu")
+    try:
+        meters.append(RaplMeter(settings.powercap_root, clock=clock))
+    except MeasurementError as e:
+        logger.info("greenml: RAPL unavailable (%s); estimating CPU power from TDP x load", e)
+        meters.append(CpuEstimateMeter(clock=clock))
+    meters.append(make_ram_meter(root=settings.powercap_root, clock=clock))
+    return meters, flags
+
+
+class Tracker:
+    """Measures one run. See the module docstring for the three ways to use it.
+
+    ``meters``, ``clock`` and ``environ`` let tests (and unusual hosts) pass the world in;
+    by default the real hardware, ``time.monotonic`` and ``os.environ`` are used.
+    """
+
+    def __init__(
+        self,
+        *,
+        gpu_ids: Sequence[int | str] | int | str | None = None,
+        interval_s: float | None = None,
+        pue: float | None = None,
+        grid_intensity_g_per_kwh: float | None = None,
+        price_usd_per_hour: float | None = None,
+        usd_per_kwh: float | None = None,
+        location: str | None = None,
+        instance_type: str | None = None,
+        default_phase: str | None = None,
+        powercap_root: str | None = None,
+        meters: Sequence[Meter] | None = None,
+        clock: Clock = time.monotonic,
+        environ: Mapping[str, str] | None = None,
+        config_dir: str | None = None,
+    ) -> None:
+        self._arguments = {
+            "gpu_ids": gpu_ids,
+            "interval_s": interval_s,
+            "pue": pue,
+            "grid_intensity_g_per_kwh": grid_intensity_g_per_kwh,
+            "price_usd_per_hour": price_usd_per_hour,
+            "usd_per_kwh": usd_per_kwh,
+            "location": location,
+            "instance_type": instance_type,
+            "default_phase": default_phase,
+            "powercap_root": powercap_root,
+        }
+        self._environ = environ
+        self._config_dir = config_dir
+        self.settings = config.resolve(self._arguments, environ=environ, config_dir=config_dir)
+        self._given_meters = list(meters) if meters is not None else None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._phase_stack: list[str] = []
+        self._meters: list[Meter] = []
+        self._flags: list[str] = []
+        self._ledger: Ledger | None = None
+        self._sampler: Sampler | None = None
+        self._start_s: float | None = None
+        self._stop_s: float | None = None
+        self._footprint: Footprint | None = None
+        self.last_run: Tracker | None = None  # set on the decorator's Tracker
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> Tracker:
+        """Open the meters and start sampling. Raises only for bad settings."""
+        with self._lock:
+            if self._start_s is not None:
+                raise GreenMLError(
+                    "this Tracker was already started; a Tracker measures one run "
+                    "(use greenml.track(...) again, or the decorator, for another)"
+                )
+            if self._given_meters is not None:
+                self._meters, self._flags = list(self._given_meters), []
+            else:
+                self._meters, self._flags = default_meters(
+                    self.settings, clock=self._clock, environ=self._environ
+                )
+            channels = [c for m in self._meters for c in m.channels()]
+            self._start_s = self._clock()
+            self._ledger = Ledger(
+                channels, self._start_s, default_phase=self.settings.default_phase
+            )
+            self._sampler = Sampler(
+                self._meters, self._ledger, clock=self._clock, interval_s=self.settings.interval_s
+            )
+            self._sampler.start()
+        return self
+
+    def stop(self) -> Footprint:
+        """Stop sampling and compute the footprint. Safe to call twice; never raises
+        because of measurement trouble."""
+        with self._lock:
+            if self._footprint is not None:
+                return self._footprint
+            if self._sampler is None or self._ledger is None or self._start_s is None:
+                raise GreenMLError("stop() called on a Tracker that was never started")
+            self._stop_s = self._clock()
+            try:
+                self._sampler.stop(self._stop_s)
+            except Exception:  # pragma: no cover - defensive: keep what was measured
+                logger.warning("greenml: stopping the sampler failed", exc_info=True)
+                self._ledger.close(self._stop_s)
+            self._footprint = self._build(self._stop_s, final=True)
+            return self._footprint
+
+    def __enter__(self) -> Tracker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        except Exception:  # never replace the user's exception, never fail their run
+            logger.warning("greenml: stopping the tracker failed", exc_info=True)
+
+    def __call__(self, func: F) -> F:
+        """Use as a decorator: each call is measured by a fresh Tracker with the same
+        settings; the latest is available as ``func.last_run``."""
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = self._fresh()
+            wrapper.last_run = run  # type: ignore[attr-defined]
+            with run:
+                return func(*args, **kwargs)
+
+        wrapper.last_run = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def _fresh(self) -> Tracker:
+        return Tracker(
+            **{k: v for k, v in self._arguments.items() if v is not None},
+            meters=self._given_meters,
+            clock=self._clock,
+            environ=self._environ,
+            config_dir=self._config_dir,
+        )
+
+    # -- phases -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Attribute the energy used inside the block to phase ``name``.
+
+        Phases nest: energy goes to the innermost open phase. Time outside every phase
+        goes to ``default_phase`` ("train" unless configured).
+        """
+        config.validate_phase_name(name)
+        if self._ledger is None:
+            raise GreenMLError(f"phase({name!r}) used before the Tracker was started")
+        self._phase_stack.append(name)
+        self._ledger.set_phase(self._clock(), name)
+        try:
+            yield
+        finally:
+            self._phase_stack.pop()
+            outer = self._phase_stack[-1] if self._phase_stack else self.settings.default_phase
+            self._ledger.set_phase(self._clock(), outer)
+
+    # -- results ----------------------------------------------------------------------
+
+    @property
+    def footprint(self) -> Footprint:
+        """The final footprint; available once the run has stopped."""
+        if self._footprint is None:
+            raise GreenMLError(
+                "the run is still going: footprint is final only after stop() or the end "
+                "of the with-block; use snapshot() for the figures so far"
+            )
+        return self._footprint
+
+    def snapshot(self) -> Footprint:
+        """The figures so far (``final=False``), without stopping."""
+        if self._footprint is not None:
+            return self._footprint
+        if self._ledger is None:
+            raise GreenMLError("snapshot() called before the Tracker was started")
+        return self._build(self._clock(), final=False)
+
+    def sample_now(self) -> None:
+        """Take one reading of every meter now, in the caller's thread."""
+        if self._sampler is None or self._footprint is not None:
+            raise GreenMLError("sample_now() needs a running Tracker")
+        self._sampler.sample()
+
+    def _factors(self) -> Factors:
+        s = self.settings
+
+        def user(name: str, value: float | None, unit: str) -> Factor | None:
+            if value is None:
+                return None
+            return Factor(name, value, unit, source="user-supplied", note="given to greenml.track")
+
+        return Factors(
+            pue=user("pue", s.pue, "ratio"),
+            grid_intensity=user("grid_intensity", s.grid_intensity_g_per_kwh, "g/kWh"),
+            price_per_hour=user("price", s.price_usd_per_hour, "USD/h"),
+            price_per_kwh=user("electricity_price", s.usd_per_kwh, "USD/kWh"),
+        )
+
+    def _build(self, now_s: float, *, final: bool) -> Footprint:
+        assert self._ledger is not None and self._start_s is not None
+        states = self._ledger.totals()
+        factors = self._factors()
+        flags = list(self._flags)
+        devices = []
+        per_kind: dict[str, float] = {"gpu": 0.0, "cpu": 0.0, "ram": 0.0}
+        phase_kind: dict[str, dict[str, float]] = {}
+        for st in states.values():
+            ch = st.channel
+            per_kind[ch.kind] += st.energy_j
+            for name, j in st.phase_j.items():
+                phase_kind.setdefault(name, {"gpu": 0.0, "cpu": 0.0, "ram": 0.0})[ch.kind] += j
+            devices.append(
+                DeviceEnergy(
+                    key=ch.key,
+                    kind=ch.kind,
+                    name=ch.name,
+                    method=ch.method,
+                    energy_kwh=st.energy_j / 3.6e6,
+                    index=ch.index,
+                    uuid=ch.uuid,
+                    power_limit_w=ch.power_limit_w,
+                    share=ch.share,
+                    simulated=ch.simulated,
+                    read_errors=st.errors,
+                    lost=st.lost_at_s is not None,
+                    extrapolated_s=st.extrapolated_s,
+                    details=ch.details,
+                )
+            )
+            if st.lost_at_s is not None:
+                flags.append(f"device_lost:{ch.key}")
+            if st.errors:
+                flags.append(f"read_errors:{ch.key}")
+            if ch.method == "estimated":
+                flags.append(f"estimated:{ch.kind}")
+        flags.extend(self._ledger.warnings)
+        measurement = _measurement([d for d in devices])
+        durations = self._ledger.phase_durations(now_s)
+        phases = {}
+        for name in self._ledger.phase_names():
+            j = phase_kind.get(name, {"gpu": 0.0, "cpu": 0.0, "ram": 0.0})
+            phases[name] = compute(
+                duration_s=durations.get(name, 0.0),
+                gpu_j=j["gpu"],
+                cpu_j=j["cpu"],
+                ram_j=j["ram"],
+                factors=factors,
+                measurement=measurement,
+                location=self.settings.location,
+                instance_type=self.settings.instance_type,
+                final=final,
+            )
+        end = now_s if self._stop_s is None else self._stop_s
+        return compute(
+            duration_s=end - self._start_s,
+            gpu_j=per_kind["gpu"],
+            cpu_j=per_kind["cpu"],
+            ram_j=per_kind["ram"],
+            factors=factors,
+            phases=phases,
+            devices=tuple(devices),
+            measurement=measurement,
+            flags=tuple(flags),
+            location=self.settings.location,
+            instance_type=self.settings.instance_type,
+            final=final,
+        )
+
+
+def _measurement(devices: list[DeviceEnergy]) -> str:
+    """The run's ``greenml.measurement`` tag: ``simulated`` if any device was simulated;
+    else the weakest method among the GPUs, or among all devices when there is no GPU."""
+    if any(d.simulated for d in devices):
+        return "simulated"
+    pool = [d for d in devices if d.kind == "gpu"] or devices
+    if not pool:
+        return "estimated"
+    return max((d.method for d in pool), key=lambda m: _METHOD_RANK.get(m, 3))
+
+
+def track(**kwargs: Any) -> Tracker:
+    """Measure a run: ``with greenml.track(...) as run:`` or ``@greenml.track(...)``.
+
+    Keywords are those of :class:`Tracker`; each can also come from a ``GREENML_<NAME>``
+    environment variable or ``[tool.greenml]`` in ``pyproject.toml``.
+    """
+    return Tracker(**kwargs)
