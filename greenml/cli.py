@@ -104,11 +104,14 @@ def demo(
             ]
         )
     try:
-        with sim, greenml.track(
-            pue=pue,
-            grid_intensity_g_per_kwh=grid_intensity,
-            price_usd_per_hour=price_usd_per_hour,
-        ) as run:
+        with (
+            sim,
+            greenml.track(
+                pue=pue,
+                grid_intensity_g_per_kwh=grid_intensity,
+                price_usd_per_hour=price_usd_per_hour,
+            ) as run,
+        ):
             _workload(seconds * 0.75)
             with run.phase("eval"):
                 _workload(seconds * 0.25)

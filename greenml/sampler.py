@@ -411,10 +411,13 @@ class Ledger:
         st.extrapolated_s += gap
         st.head_pending_until = None
 
-    def _warn(self, msg: str) -> None:
-        if msg not in self.warnings:
-            self.warnings.append(msg)
-            logger.warning("greenml: %s", msg)
+    def _warn(self, msg: str, *, log: bool = True) -> None:
+        """Record a warning in the run's flags (once), and log it unless done already."""
+        with self._lock:
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+                if log:
+                    logger.warning("greenml: %s", msg)
 
     # -- closing ----------------------------------------------------------------------
 
@@ -514,7 +517,7 @@ class Sampler:
             if id(meter) not in self._failed_meters:
                 self._failed_meters.add(id(meter))
                 logger.warning("greenml: meter %r failed: %s", meter, e, exc_info=True)
-                self.ledger._warn(f"meter {type(meter).__name__} failed: {e}")
+                self.ledger._warn(f"meter {type(meter).__name__} failed: {e}", log=False)
             return []
 
     def sample(self, final_s: float | None = None) -> None:

@@ -89,6 +89,8 @@ class Tracker:
 
     ``meters``, ``clock`` and ``environ`` let tests (and unusual hosts) pass the world in;
     by default the real hardware, ``time.monotonic`` and ``os.environ`` are used.
+    ``meters`` is a list of meters for one run, or a callable returning fresh ones (which
+    the decorator needs: each call is a new run, and a run closes its meters).
     """
 
     def __init__(
@@ -104,7 +106,7 @@ class Tracker:
         instance_type: str | None = None,
         default_phase: str | None = None,
         powercap_root: str | None = None,
-        meters: Sequence[Meter] | None = None,
+        meters: Sequence[Meter] | Callable[[], Sequence[Meter]] | None = None,
         clock: Clock = time.monotonic,
         environ: Mapping[str, str] | None = None,
         config_dir: str | None = None,
@@ -124,7 +126,7 @@ class Tracker:
         self._environ = environ
         self._config_dir = config_dir
         self.settings = config.resolve(self._arguments, environ=environ, config_dir=config_dir)
-        self._given_meters = list(meters) if meters is not None else None
+        self._given_meters = meters
         self._clock = clock
         self._lock = threading.Lock()
         self._phase_stack: list[str] = []
@@ -147,7 +149,9 @@ class Tracker:
                     "this Tracker was already started; a Tracker measures one run "
                     "(use greenml.track(...) again, or the decorator, for another)"
                 )
-            if self._given_meters is not None:
+            if callable(self._given_meters):
+                self._meters, self._flags = list(self._given_meters()), []
+            elif self._given_meters is not None:
                 self._meters, self._flags = list(self._given_meters), []
             else:
                 self._meters, self._flags = default_meters(

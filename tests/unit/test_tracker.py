@@ -1,0 +1,257 @@
+"""Tracker lifecycle, phases, footprint arithmetic and argument validation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import greenml
+from greenml.errors import ConfigError, GreenMLError
+from greenml.meters.base import Channel, Reading
+from greenml.meters.nvml import NvmlMeter
+from greenml.sampler import THREAD_NAME
+from greenml.testing import ManualClock, SimGPU, SimulatedNVML, traces
+
+
+def sampler_threads():
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
+
+
+class ConstantMeter:
+    """A counter meter: ``watts`` on a (manual) clock, one channel of ``kind``."""
+
+    def __init__(self, clock, watts, key="gpu:0", kind="gpu", method="counter"):
+        self.clock, self.watts = clock, watts
+        self.channel = Channel(key, kind, f"{kind} under test", method)
+
+    def channels(self):
+        return [self.channel]
+
+    def read(self):
+        t = self.clock()
+        return [Reading(self.channel.key, t, energy_j=self.watts * t)]
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def sim():
+    with SimulatedNVML([SimGPU(trace=traces.constant(300.0))]) as s:
+        yield s
+
+
+def test_context_manager_measures_the_simulated_gpu_in_real_time(sim):
+    with greenml.track(meters=lambda: [NvmlMeter(environ={})], interval_s=0.05) as run:
+        time.sleep(0.8)
+        with run.phase("eval"):
+            time.sleep(0.3)
+        time.sleep(0.2)
+    fp = run.footprint
+    assert fp.final and fp.measurement == "simulated"
+    # 300 W for the tracked duration, by hand.
+    assert fp.gpu_energy_kwh * 3.6e6 == pytest.approx(300.0 * fp.duration_s, rel=0.005)
+    eval_fp = fp.phases["eval"]
+    assert eval_fp.duration_s == pytest.approx(0.3, abs=0.05)
+    assert eval_fp.gpu_energy_kwh * 3.6e6 == pytest.approx(300.0 * eval_fp.duration_s, rel=0.02)
+    assert sum(p.gpu_energy_kwh for p in fp.phases.values()) == pytest.approx(fp.gpu_energy_kwh)
+    assert sum(p.duration_s for p in fp.phases.values()) == pytest.approx(fp.duration_s)
+    (dev,) = fp.devices
+    assert (dev.name, dev.uuid, dev.method, dev.power_limit_w) == (
+        "NVIDIA H100 80GB HBM3",
+        sim.gpus[0].uuid,
+        "counter",
+        700.0,
+    )
+    assert not sampler_threads()
+
+
+def test_manual_clock_phases_nest_and_outside_time_is_train():
+    clock = ManualClock(0.0)
+    meter = ConstantMeter(clock, watts=100.0)
+    run = greenml.Tracker(meters=[meter], clock=clock, interval_s=3600).start()
+    clock.advance(2.0)  # train: 2 s
+    with run.phase("eval"):
+        clock.advance(1.0)  # eval: 1 s
+        with run.phase("generate"):
+            clock.advance(0.5)  # generate (innermost): 0.5 s
+        clock.advance(1.5)  # eval again: 1.5 s
+    clock.advance(1.0)  # train: 1 s
+    fp = run.stop()
+    j = {name: p.gpu_energy_kwh * 3.6e6 for name, p in fp.phases.items()}
+    assert j == pytest.approx({"train": 300.0, "eval": 250.0, "generate": 50.0})
+    assert {n: p.duration_s for n, p in fp.phases.items()} == pytest.approx(
+        {"train": 3.0, "eval": 2.5, "generate": 0.5}
+    )
+    assert fp.duration_s == pytest.approx(6.0)
+
+
+def test_default_phase_can_be_other():
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(
+        meters=[ConstantMeter(clock, 10.0)], clock=clock, default_phase="other"
+    ).start()
+    clock.advance(1.0)
+    assert set(run.stop().phases) == {"other"}
+
+
+def test_footprint_arithmetic_by_hand():
+    clock = ManualClock(0.0)
+    meters = [
+        ConstantMeter(clock, 1000.0),
+        ConstantMeter(clock, 150.0, key="cpu:package-0", kind="cpu"),
+        ConstantMeter(clock, 50.0, key="ram", kind="ram", method="estimated"),
+    ]
+    run = greenml.Tracker(
+        meters=meters,
+        clock=clock,
+        pue=1.5,
+        grid_intensity_g_per_kwh=400.0,
+        price_usd_per_hour=3.6,
+    ).start()
+    clock.advance(36.0)
+    fp = run.stop()
+    # GPU 1000 W x 36 s = 36,000 J = 0.01 kWh; CPU 150 W -> 0.0015 kWh; RAM 50 W -> 0.0005.
+    assert fp.gpu_energy_kwh == pytest.approx(0.01)
+    assert fp.cpu_energy_kwh == pytest.approx(0.0015)
+    assert fp.ram_energy_kwh == pytest.approx(0.0005)
+    assert fp.energy_kwh == pytest.approx(0.012 * 1.5)  # facility = IT x PUE
+    assert fp.co2e_kg == pytest.approx(0.018 * 400.0 / 1000.0)
+    assert fp.co2e_market_kg == fp.co2e_kg  # no market-based factor configured
+    assert fp.cost_usd == pytest.approx(3.6 * 36.0 / 3600.0)
+    assert {f.name: (f.value, f.source) for f in fp.factors} == {
+        "pue": (1.5, "user-supplied"),
+        "grid_intensity": (400.0, "user-supplied"),
+        "price": (3.6, "user-supplied"),
+    }
+    assert "estimated:ram" in fp.flags
+    assert fp.measurement == "counter"
+
+
+def test_without_factors_the_figures_are_none_and_flagged():
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(meters=[ConstantMeter(clock, 100.0)], clock=clock).start()
+    clock.advance(10.0)
+    fp = run.stop()
+    assert fp.energy_kwh == pytest.approx(1000.0 / 3.6e6)
+    assert (fp.pue, fp.co2e_kg, fp.co2e_market_kg, fp.cost_usd) == (None, None, None, None)
+    assert {"pue_not_applied", "no_grid_intensity", "no_price"} <= set(fp.flags)
+
+
+def test_electricity_price_for_own_hardware():
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(
+        meters=[ConstantMeter(clock, 3600.0)], clock=clock, pue=1.2, usd_per_kwh=0.25
+    ).start()
+    clock.advance(1000.0)  # 3600 W x 1000 s = 1 kWh IT, 1.2 kWh facility
+    assert run.stop().cost_usd == pytest.approx(0.3)
+
+
+def test_explicit_start_stop_snapshot_and_stop_twice():
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(meters=[ConstantMeter(clock, 100.0)], clock=clock).start()
+    with pytest.raises(GreenMLError, match="still going"):
+        run.footprint  # noqa: B018
+    clock.advance(1.0)
+    run.sample_now()
+    snap = run.snapshot()
+    assert not snap.final
+    assert snap.gpu_energy_kwh * 3.6e6 == pytest.approx(100.0)
+    clock.advance(1.0)
+    first = run.stop()
+    assert run.stop() is first
+    assert first.gpu_energy_kwh * 3.6e6 == pytest.approx(200.0)
+    with pytest.raises(GreenMLError, match="already started"):
+        run.start()
+
+
+def test_decorator_gives_fresh_state_per_call():
+    clock = ManualClock(0.0)
+
+    @greenml.track(meters=lambda: [ConstantMeter(clock, 100.0)], clock=clock)
+    def job(seconds):
+        clock.advance(seconds)
+        return seconds * 2
+
+    assert job.last_run is None
+    assert job(3.0) == 6.0
+    first = job.last_run
+    assert job(1.0) == 2.0
+    second = job.last_run
+    assert first is not second
+    assert first.footprint.gpu_energy_kwh * 3.6e6 == pytest.approx(300.0)
+    assert second.footprint.gpu_energy_kwh * 3.6e6 == pytest.approx(100.0)
+
+
+def test_exception_in_the_block_propagates_and_keeps_the_measurement():
+    clock = ManualClock(0.0)
+    with pytest.raises(KeyError):  # noqa: SIM117
+        with greenml.track(meters=[ConstantMeter(clock, 100.0)], clock=clock) as run:
+            clock.advance(4.0)
+            raise KeyError("training failed")
+    assert run.footprint.gpu_energy_kwh * 3.6e6 == pytest.approx(400.0)
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("value", [0, -0.5, "fast", float("nan")])
+    def test_interval(self, value):
+        with pytest.raises(ConfigError, match=r"interval_s=") as e:
+            greenml.track(interval_s=value)
+        assert repr(value) in str(e.value) or str(value) in str(e.value)
+
+    @pytest.mark.parametrize("value", [-1.2, 0.8, 0])
+    def test_pue(self, value):
+        with pytest.raises(ConfigError, match=r"pue=.*>= 1.0|pue=.*> 0"):
+            greenml.track(pue=value)
+
+    def test_phase_name_not_a_string(self):
+        clock = ManualClock(0.0)
+        run = greenml.Tracker(meters=[ConstantMeter(clock, 1.0)], clock=clock).start()
+        with pytest.raises(ConfigError, match="phase name 3 is a int, not a string"):  # noqa: SIM117
+            with run.phase(3):
+                pass
+        with pytest.raises(ConfigError, match="letters, digits"):  # noqa: SIM117
+            with run.phase("eval/loss"):
+                pass
+        run.stop()
+
+    def test_unknown_gpu_ids_fail_before_any_thread_starts(self, sim):
+        run = greenml.track(gpu_ids=[3], environ={})
+        with pytest.raises(ConfigError, match=r"gpu_ids: 3 is not a GPU this job can see"):
+            run.start()
+        assert not sampler_threads()
+
+    def test_gpu_ids_on_a_machine_without_gpus(self, tmp_path):
+        from greenml.testing import FakePowercap
+
+        FakePowercap(tmp_path).add_package(0)
+        run = greenml.track(gpu_ids=[0], powercap_root=str(tmp_path), environ={})
+        with pytest.raises(ConfigError, match="no NVIDIA GPU can be measured"):
+            run.start()
+        assert not sampler_threads()
+
+    def test_env_var_named_in_the_error(self):
+        with pytest.raises(ConfigError, match="GREENML_PUE='abc' is not a number"):
+            greenml.track(environ={"GREENML_PUE": "abc"})
+
+    def test_price_and_electricity_price_together(self):
+        with pytest.raises(ConfigError, match="not both"):
+            greenml.track(price_usd_per_hour=2.0, usd_per_kwh=0.2)
+
+
+def test_import_greenml_is_cheap():
+    code = (
+        "import sys, greenml\n"
+        "greenml.track, greenml.Tracker, greenml.Footprint\n"
+        "import greenml.testing\n"
+        "heavy = {'torch', 'mlflow', 'pynvml', 'pandas', 'transformers', 'lightning'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
