@@ -9,7 +9,7 @@ each printed number traces back to where it came from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -83,8 +83,16 @@ class Footprint:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (phases nested, factors and devices as lists)."""
-        out = {k: v for k, v in asdict(self).items() if k != "phases"}
-        out["phases"] = {name: fp.to_dict() for name, fp in self.phases.items()}
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "phases":
+                value = {name: fp.to_dict() for name, fp in value.items()}
+            elif f.name in ("devices", "factors"):
+                value = [asdict(v) for v in value]
+            elif f.name == "flags":
+                value = list(value)
+            out[f.name] = value
         return out
 
 

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 0.1
 THREAD_NAME = "greenml-sampler"
+# Segments shorter than this do not serve as a neighbour's power (too noisy).
+_MIN_RATE_SPAN_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -266,10 +268,13 @@ class Ledger:
             if cuts and len(st.queue) < 2 and not final:
                 return
             right = st.queue[1] if len(st.queue) > 1 else None
-            p_right = right[2] / (right[1] - right[0]) if right is not None else None
+            p_right = None
+            if right is not None and right[1] - right[0] >= _MIN_RATE_SPAN_S:
+                p_right = right[2] / (right[1] - right[0])
             self._resolve(st, a, b, joules, cuts, st.prev_rate_w, p_right)
             st.queue.pop(0)
-            st.prev_rate_w = joules / (b - a)
+            if b - a >= _MIN_RATE_SPAN_S:
+                st.prev_rate_w = joules / (b - a)
 
     def _resolve(
         self,

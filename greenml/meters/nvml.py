@@ -51,6 +51,13 @@ logger = logging.getLogger(__name__)
 
 NOMINAL_REFRESH_S = 0.1
 _POLL_S = 0.001
+# After the first synchronisation the grid is found again after 0.5 s, then at doubling
+# gaps up to every 5 s: each time, the refreshes counted since the last anchor give the
+# period to a fraction of a millisecond, so stamps do not drift.
+_FIRST_RESYNC_S = 0.5
+_AMBIGUOUS_S = 0.002  # a counter read this close to a predicted refresh is not stamped
+_LEAD_S = 0.003  # a re-synchronisation starts polling this long before the predicted refresh
+_MAX_RESYNC_S = 5.0
 SIM_MARKER = "greenml-sim"
 # NVML_DEVICE_ARCH_AMPERE; later architectures have larger numbers.
 _ARCH_AMPERE = 7
@@ -102,11 +109,16 @@ class _Device:
     # counter state
     period_s: float = NOMINAL_REFRESH_S
     anchor_s: float | None = None  # a refresh instant; refreshes at anchor + k * period
+    first_anchor_s: float | None = None  # the first refresh found: the period's baseline
     last_mj: int | None = None
     last_read_s: float | None = None
     last_point_s: float | None = None
+    last_point_mj: int | None = None  # the value of the last point emitted
+    last_rate_w: float | None = None  # power between the last two points emitted
     misses: int = 0
     last_sync_s: float = -math.inf
+    next_sync_s: float = math.inf  # when to find the grid again (refines the period)
+    sync_gap_s: float = _FIRST_RESYNC_S
     lost: bool = False
     pending: list[Reading] = field(default_factory=list)
 
@@ -324,13 +336,26 @@ class NvmlMeter:
         k = math.floor((t - d.anchor_s) / d.period_s + 1e-9)
         return d.anchor_s + k * d.period_s
 
-    def _poll(self, devices: list[_Device], changes: int, after_s: float, budget_s: float) -> None:
+    def _poll(
+        self,
+        devices: list[_Device],
+        changes: int,
+        after_s: float,
+        budget_s: float,
+        start_at_s: float | None = None,
+    ) -> None:
         """Read the counters every ~1 ms until each has changed ``changes`` times at
         instants later than ``after_s``, or the budget runs out. Records the refresh
-        instants found and queues the values they carry as readings."""
+        instants found and queues the values they carry as readings. With
+        ``start_at_s``, sleep until then first (just before a predicted refresh), so a
+        re-synchronisation costs a handful of reads instead of a period's worth."""
+        if start_at_s is not None:
+            wait = start_at_s - self._clock()
+            if 0 < wait <= 2 * NOMINAL_REFRESH_S:
+                self._sleep(wait)
         todo: dict[int, _Device] = {}
         before: dict[int, int] = {}
-        seen: dict[int, list[tuple[float, int]]] = {}
+        seen: dict[int, list[tuple[float, int, float]]] = {}  # (instant, value, half-width)
         prev_t = self._clock()
         for d in devices:
             if d.lost:
@@ -361,28 +386,45 @@ class NvmlMeter:
                 d.last_read_s = t
                 if v != d.last_mj:
                     instant = (prev_t + t) / 2.0
-                    seen[k].append((instant, v))
+                    seen[k].append((instant, v, (t - prev_t) / 2.0))
                     d.last_mj = v
-                    if sum(1 for i, _ in seen[k] if i > after_s) >= changes:
+                    if sum(1 for i, _, _ in seen[k] if i > after_s) >= changes:
                         del todo[k]
             prev_t = t
         for k, found in seen.items():
             d = by_id[k]
             if not found:
                 continue
-            if len(found) >= 2:
-                period = found[-1][0] - found[-2][0]
-                if 0.3 * NOMINAL_REFRESH_S <= period <= 3 * NOMINAL_REFRESH_S:
-                    d.period_s = period
-            d.anchor_s = found[-1][0]
-            d.last_sync_s = found[-1][0]
+            new = found[-1][0]
+            if d.anchor_s is not None and d.first_anchor_s is not None:
+                # Refreshes since the first anchor: their count is certain while the
+                # period is known to within a few percent, and the baseline only grows,
+                # so the period's error shrinks as 1 / (refreshes counted).
+                n = round((new - d.first_anchor_s) / d.period_s)
+                if n >= 2:
+                    period = (new - d.first_anchor_s) / n
+                    if abs(period - d.period_s) < 0.1 * d.period_s:
+                        d.period_s = period
+            elif len(found) >= 2:
+                # Two consecutive refreshes bound the period; a scheduler hiccup can widen
+                # a poll bracket, so keep the nominal period whenever it fits the bounds.
+                (t1, _, w1), (t2, _, w2) = found[-2], found[-1]
+                lo, hi = (t2 - w2) - (t1 + w1), (t2 + w2) - (t1 - w1)
+                if not lo <= NOMINAL_REFRESH_S <= hi and 0.3 * NOMINAL_REFRESH_S <= t2 - t1 <= 3:
+                    d.period_s = t2 - t1
+            d.anchor_s = new
+            if d.first_anchor_s is None:
+                d.first_anchor_s = found[0][0] if len(found) >= 2 else new
+            d.last_sync_s = new
+            d.next_sync_s = new + d.sync_gap_s
+            d.sync_gap_s = min(2 * d.sync_gap_s, _MAX_RESYNC_S)
             d.misses = 0
             # The value before the first change was refreshed one period earlier.
-            points = [(found[0][0] - d.period_s, before[k]), *found]
+            points = [(found[0][0] - d.period_s, before[k]), *((i, v) for i, v, _ in found)]
             for instant, v in points:
-                if d.last_point_s is None or instant > d.last_point_s:
+                if v != d.last_point_mj and (d.last_point_s is None or instant > d.last_point_s):
                     d.pending.append(Reading(d.channel.key, instant, energy_j=v / 1000.0))
-                    d.last_point_s = instant
+                    d.last_point_s, d.last_point_mj = instant, v
 
     @staticmethod
     def _queue_into(d: _Device, r: Reading | None) -> None:
@@ -415,19 +457,43 @@ class NvmlMeter:
                 d.misses += 1  # a refresh was due but the value did not move
             return None
         changed = d.last_mj is not None and v != d.last_mj
-        d.last_mj = v
         if d.anchor_s is not None:
             instant = self._grid_point(d, t)
+            nearest = instant if t - instant < instant + d.period_s - t else instant + d.period_s
+            if abs(t - nearest) < _AMBIGUOUS_S:
+                # Read right at a predicted refresh: the value may be from the refresh
+                # there or from the one before. Pick the one the recent power explains.
+                picked = self._disambiguate(d, v, [nearest - d.period_s, nearest])
+                if picked is None:
+                    return None  # leave it for the next read; a counter loses nothing
+                instant = picked
+            d.last_mj = v
             if d.last_point_s is not None and instant <= d.last_point_s:
                 d.misses += 1  # the value moved but no refresh was due: the grid drifted
                 return None
             d.misses = 0
-        elif changed and prev_read is not None:
-            instant = (prev_read + t) / 2.0  # no grid: the middle of the bracket
         else:
-            instant = t
-        d.last_point_s = instant
+            d.last_mj = v
+            # no grid: the middle of the interval in which the value changed
+            instant = (prev_read + t) / 2.0 if changed and prev_read is not None else t
+        if d.last_point_s is not None and d.last_point_mj is not None and instant > d.last_point_s:
+            d.last_rate_w = (v - d.last_point_mj) / 1000.0 / (instant - d.last_point_s)
+        d.last_point_s, d.last_point_mj = instant, v
         return Reading(d.channel.key, instant, energy_j=v / 1000.0)
+
+    @staticmethod
+    def _disambiguate(d: _Device, v: int, candidates: list[float]) -> float | None:
+        """The refresh instant among ``candidates`` that value ``v`` belongs to, or None
+        when that cannot be told."""
+        later = [
+            c for c in candidates if d.last_point_s is None or c > d.last_point_s + d.period_s / 2
+        ]
+        if len(later) <= 1:
+            return later[0] if later else None
+        if d.last_rate_w is None or d.last_point_s is None or d.last_point_mj is None:
+            return None
+        base_s, base_mj, rate = d.last_point_s, d.last_point_mj, d.last_rate_w
+        return min(later, key=lambda c: abs(base_mj + 1000.0 * rate * (c - base_s) - v))
 
     def _read_counter(self, d: _Device, t: float) -> Reading | None:
         if d.last_read_s is not None and t - d.last_read_s < 0.9 * d.period_s:
@@ -436,16 +502,32 @@ class NvmlMeter:
 
     def read(self) -> list[Reading]:
         out: list[Reading] = []
-        resync = [
-            d
-            for d in self._devices
-            if d.has_counter and not d.lost and d.misses >= 3 and self._clock() - d.last_sync_s > 10
-        ]
+        now = self._clock()
+        resync = []
+        for d in self._devices:
+            if not d.has_counter or d.lost:
+                continue
+            if d.misses >= 3 and now - d.last_sync_s > 10:
+                d.anchor_s = None  # the grid moved: find it afresh
+                d.last_sync_s = now
+                resync.append(d)
+            elif d.anchor_s is not None and now >= d.next_sync_s:
+                resync.append(d)
         if resync:
-            for d in resync:
-                d.last_sync_s = self._clock()
-                d.anchor_s = None
-            self._poll(resync, changes=1, after_s=-math.inf, budget_s=1.5 * NOMINAL_REFRESH_S)
+            start_at = None
+            anchored = [d for d in resync if d.anchor_s is not None]
+            if len(anchored) == len(resync):
+                # Just before the earliest predicted refresh that is still ahead.
+                start_at = (
+                    min(self._grid_point(d, now + _LEAD_S) + d.period_s for d in anchored) - _LEAD_S
+                )
+            self._poll(
+                resync,
+                changes=1,
+                after_s=-math.inf,
+                budget_s=1.5 * NOMINAL_REFRESH_S + _LEAD_S,
+                start_at_s=start_at,
+            )
         for d in self._devices:
             out.extend(d.pending)
             d.pending.clear()

@@ -1,0 +1,426 @@
+"""CPU power estimated from TDP x load, where no RAPL counter can be read.
+
+Power model (method ``estimated``)::
+
+    P(t) = TDP_total x (IDLE_FRACTION + (1 - IDLE_FRACTION) x u(t))
+
+with ``u`` the machine's CPU utilisation (all CPUs, all processes) and
+``IDLE_FRACTION = 0.1``. It is the shape of Cloud Carbon Footprint's compute model,
+``min W + u x (max W - min W)`` (cloudcarbonfootprint.org/docs/methodology, "Compute"),
+with CodeCarbon's end points: 10 % of TDP at idle and TDP at full load (CodeCarbon
+3.x, ``CPU._get_power_from_cpu_load`` in ``codecarbon/external/hardware.py``, machine
+mode: ``TDP x (0.1 + 0.9 x u^3)``). We keep the floor, because a
+package draws power at idle and a training job holds the whole machine, but stay
+linear in ``u``: then the energy of an interval depends only on the busy CPU-seconds
+in it, ``E = TDP_total x (0.1 x dt + 0.9 x dt x d_busy / d_total)``, which is exact
+under the model whatever the sampling interval. (A cubic of the interval's mean
+utilisation is not the mean of the cubic, so CodeCarbon's figure moves with its
+sampling period.) ``d_busy`` and ``d_total`` are differences of cumulative CPU
+seconds over all CPUs (``psutil.cpu_times()``: total minus idle and iowait, guest time
+counted once), read at each :meth:`CpuEstimateMeter.read`.
+
+TDP comes from CodeCarbon's shipped table ``codecarbon/data/hardware/cpu_power.csv``
+(read with :mod:`csv`, located without importing codecarbon, which would load pandas).
+It is per package, so it is multiplied by the number of sockets (distinct
+``physical id`` in ``/proc/cpuinfo``). Matching the CPU name, see :meth:`TdpTable.lookup`.
+Where the model is not in the table, the fallback is CodeCarbon's: 4 W per logical
+CPU (``DEFAULT_POWER_PER_CORE = 4`` in ``codecarbon/core/cpu.py``, applied to the
+thread count), flagged in the channel details and logged once per meter.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import logging
+import math
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from greenml.errors import ConfigError
+from greenml.meters.base import Channel, Clock, Reading
+
+logger = logging.getLogger(__name__)
+
+#: Share of TDP drawn at 0 % utilisation (CodeCarbon's 10 % floor).
+IDLE_FRACTION = 0.1
+#: Watts per logical CPU when the model is unknown (CodeCarbon DEFAULT_POWER_PER_CORE).
+FALLBACK_W_PER_LOGICAL_CPU = 4.0
+KEY = "cpu:estimate"
+
+CpuTimes = Callable[[], tuple[float, float]]
+
+
+# -- what CPU is this ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What greenml needs to know about the machine's CPUs."""
+
+    model: str | None  # "model name" as the kernel reports it, None if unknown
+    vendor: str | None = None  # "GenuineIntel", "AuthenticAMD", ...
+    sockets: int = 1  # physical packages
+    logical_cpus: int = 1
+
+
+def read_cpuinfo(path: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuInfo:
+    """Parse ``/proc/cpuinfo``; never raises (unknowns come back as None / 1)."""
+    models: list[str] = []
+    vendors: list[str] = []
+    packages: set[str] = set()
+    processors = 0
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if not sep:
+                    continue
+                key, value = key.strip().lower(), value.strip()
+                if key == "processor":
+                    processors += 1
+                elif key == "model name":
+                    models.append(value)
+                elif key == "vendor_id":
+                    vendors.append(value)
+                elif key == "physical id":
+                    packages.add(value)
+    except OSError as e:
+        logger.debug("greenml: cannot read %s (%s)", path, e)
+    model = models[0] if models else (platform.processor() or None)
+    return CpuInfo(
+        model=model,
+        vendor=vendors[0] if vendors else None,
+        sockets=max(1, len(packages)),
+        logical_cpus=max(1, processors or os.cpu_count() or 1),
+    )
+
+
+# -- the TDP table ---------------------------------------------------------------------
+
+_PARENS = re.compile(r"\([^)]*\)")
+_CLOCK = re.compile(r"@?\s*\d+(?:\.\d+)?\s*[gm]hz\b")
+_GENERATION = re.compile(r"\b\d+(?:st|nd|rd|th)\s+gen\b")
+_CORE_COUNT = re.compile(r"\b\d+-core\b")
+_NOISE = re.compile(r"\b(?:cpu|processor)\b|\bwith radeon\b.*$|[,®™]")
+
+
+def normalize_cpu_name(name: str) -> str:
+    """Lower case, without trademarks, clock speed, generation, core count, "CPU" and
+    "Processor": ``"Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz"`` -> ``"intel xeon gold
+    6248"``, ``"AMD EPYC 7763 64-Core Processor"`` -> ``"amd epyc 7763"``."""
+    s = name.lower()
+    s = _PARENS.sub(" ", s)
+    s = _CLOCK.sub(" ", s)
+    s = _GENERATION.sub(" ", s)
+    s = _CORE_COUNT.sub(" ", s)
+    s = _NOISE.sub(" ", s)
+    return " ".join(s.split())
+
+
+def _has_digit(token: str) -> bool:
+    return any(c.isdigit() for c in token)
+
+
+@dataclass(frozen=True)
+class TdpMatch:
+    """A CPU found in the TDP table."""
+
+    name: str  # the table's spelling
+    tdp_w: float  # per package
+    how: str  # "exact" (after normalising) or "token"
+
+
+class TdpTable:
+    """CPU name -> TDP (W per package), matched deterministically.
+
+    :meth:`lookup` normalises both sides with :func:`normalize_cpu_name` and tries:
+
+    1. an exact match;
+    2. the table names whose words all occur in the CPU's name (e.g. "Intel Core
+       i5-1135G7" in "11th Gen Intel(R) Core(TM) i5-1135G7 @ 2.40GHz"), keeping the
+       longest; or, failing that, the names that contain all the CPU's words (a short
+       user-supplied name such as "Xeon Gold 6248"), keeping the shortest.
+
+    Words are whitespace-separated and keep their hyphens, so ``i7-8700`` never
+    matches ``i7-8700K``; a token match needs a shared word with a digit in it (a
+    model number). When the best candidates disagree on TDP the lookup returns None
+    rather than guess. CodeCarbon (``TDP._get_matching_cpu``) does the same two steps
+    with rapidfuzz: ``fuzz.ratio`` = 100 on lower-cased names (before and after
+    stripping "(R)", "CPU" and "@ x.xxGHz"), then ``fuzz.token_set_ratio`` = 100,
+    whose default processing splits "i7-8700" into "i7" and "8700", taking the first
+    of equal scores only in its greedy mode. Here the same idea is a few lines of
+    plain Python with no dependency, a wider normalisation (TM, "Processor", "N-Core",
+    "Nth Gen"), and ties resolved by specificity, never by table order.
+    """
+
+    def __init__(self, rows: Iterable[tuple[str, float]], source: str) -> None:
+        self.source = source
+        self._exact: dict[str, tuple[str, float] | None] = {}
+        self._entries: list[tuple[frozenset[str], str, float]] = []
+        for raw_name, tdp_w in rows:
+            norm = normalize_cpu_name(raw_name)
+            if not norm:
+                continue
+            prior = self._exact.get(norm, ())
+            if prior == ():
+                self._exact[norm] = (raw_name, tdp_w)
+            elif prior is not None and prior[1] != tdp_w:
+                self._exact[norm] = None  # two spellings, two TDPs: not an exact match
+            self._entries.append((frozenset(norm.split()), raw_name, tdp_w))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str], source: str | None = None) -> TdpTable:
+        """A table from a CSV with ``Name`` and ``TDP`` columns (CodeCarbon's format)."""
+        rows: list[tuple[str, float]] = []
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                try:
+                    tdp = float(row["TDP"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if row.get("Name") and math.isfinite(tdp) and tdp > 0:
+                    rows.append((row["Name"], tdp))
+        return cls(rows, source or str(path))
+
+    @classmethod
+    def codecarbon(cls) -> TdpTable:
+        """CodeCarbon's shipped ``cpu_power.csv``. Raises :class:`FileNotFoundError`
+        when codecarbon is not installed."""
+        path = codecarbon_cpu_table_path()
+        try:
+            from importlib.metadata import version
+
+            label = f"CodeCarbon {version('codecarbon')} data/hardware/cpu_power.csv"
+        except Exception:  # pragma: no cover - metadata missing in odd installs
+            label = "CodeCarbon data/hardware/cpu_power.csv"
+        return cls.from_csv(path, label)
+
+    def lookup(self, cpu_model: str) -> TdpMatch | None:
+        """The table entry for ``cpu_model`` (see the class docstring), or None."""
+        norm = normalize_cpu_name(cpu_model)
+        if not norm:
+            return None
+        exact = self._exact.get(norm)
+        if exact is not None:
+            return TdpMatch(exact[0], exact[1], "exact")
+        words = frozenset(norm.split())
+        numbered = {w for w in words if _has_digit(w)}
+        if not numbered:
+            return None
+        inside = [e for e in self._entries if e[0] <= words and e[0] & numbered]
+        if inside:
+            most = max(len(e[0]) for e in inside)
+            return self._agree([e for e in inside if len(e[0]) == most])
+        around = [e for e in self._entries if words <= e[0]]
+        if around:
+            fewest = min(len(e[0]) for e in around)
+            return self._agree([e for e in around if len(e[0]) == fewest])
+        return None
+
+    @staticmethod
+    def _agree(best: list[tuple[frozenset[str], str, float]]) -> TdpMatch | None:
+        if len({tdp for _, _, tdp in best}) != 1:
+            return None
+        name = min(n for _, n, _ in best)  # deterministic spelling among equals
+        return TdpMatch(name, best[0][2], "token")
+
+
+def codecarbon_cpu_table_path() -> Path:
+    """Where codecarbon's ``cpu_power.csv`` is, found without importing codecarbon."""
+    spec = importlib.util.find_spec("codecarbon")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        path = Path(loc) / "data" / "hardware" / "cpu_power.csv"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        "codecarbon's data/hardware/cpu_power.csv was not found; install it with "
+        "`pip install codecarbon` (a greenml dependency)"
+    )
+
+
+# -- the meter -------------------------------------------------------------------------
+
+
+def psutil_cpu_times() -> tuple[float, float]:
+    """Cumulative (busy, total) CPU seconds over all CPUs, from ``psutil.cpu_times()``.
+    Busy is total minus idle and iowait; guest time is already inside user time on
+    Linux, so it is not counted twice."""
+    import psutil
+
+    t = psutil.cpu_times()
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return total - idle, total
+
+
+def _check_positive_number(name: str, value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}={value!r}: give {what}")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"{name}={value!r}: give {what}")
+    return v
+
+
+class CpuEstimateMeter:
+    """Estimated CPU energy: TDP x (0.1 + 0.9 x utilisation), integrated between reads.
+
+    ``tdp_w`` is the TDP of one CPU package in watts, as on the spec sheet (it is
+    multiplied by the socket count); given, it overrides the table. ``cpu_model``
+    overrides the model name from ``cpuinfo`` (default: :func:`read_cpuinfo`).
+    ``cpu_times`` returns cumulative ``(busy_s, total_s)`` CPU seconds over all CPUs
+    (default :func:`psutil_cpu_times`). ``tdp_table`` defaults to CodeCarbon's.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.monotonic,
+        tdp_w: float | None = None,
+        cpu_model: str | None = None,
+        cpu_times: CpuTimes | None = None,
+        cpuinfo: CpuInfo | None = None,
+        idle_fraction: float = IDLE_FRACTION,
+        tdp_table: TdpTable | None = None,
+    ) -> None:
+        if tdp_w is not None:
+            tdp_w = _check_positive_number(
+                "tdp_w", tdp_w, "the TDP of one CPU package in watts, a finite number > 0"
+            )
+        if (
+            isinstance(idle_fraction, bool)
+            or not isinstance(idle_fraction, (int, float))
+            or not 0.0 <= idle_fraction <= 1.0
+        ):
+            raise ConfigError(
+                f"idle_fraction={idle_fraction!r}: give the share of TDP drawn at idle, "
+                "a number in [0, 1]"
+            )
+        self._clock = clock
+        self._cpu_times = cpu_times if cpu_times is not None else psutil_cpu_times
+        self.idle_fraction = float(idle_fraction)
+        info = cpuinfo if cpuinfo is not None else read_cpuinfo()
+        model = cpu_model if cpu_model is not None else info.model
+        self.cpu_model = model
+        self.sockets = max(1, int(info.sockets))
+
+        details: list[tuple[str, str]] = []
+        if tdp_w is not None:
+            self.tdp_per_socket_w: float | None = tdp_w
+            self.tdp_w = tdp_w * self.sockets
+            self.tdp_source = f"user-supplied tdp_w={tdp_w:g} W per package"
+        else:
+            match, table_label = self._lookup(model, tdp_table)
+            if match is not None:
+                self.tdp_per_socket_w = match.tdp_w
+                self.tdp_w = match.tdp_w * self.sockets
+                self.tdp_source = f"{table_label}: {match.name!r} ({match.how} match)"
+            else:
+                n = max(1, int(info.logical_cpus))
+                self.tdp_per_socket_w = None
+                self.tdp_w = FALLBACK_W_PER_LOGICAL_CPU * n
+                self.tdp_source = (
+                    f"fallback: {FALLBACK_W_PER_LOGICAL_CPU:g} W x {n} logical CPUs "
+                    f"(CodeCarbon DEFAULT_POWER_PER_CORE), CPU model {model!r} not in "
+                    f"{table_label}"
+                )
+                logger.warning(
+                    "greenml: CPU %r is not in %s; estimating its power as %g W per "
+                    "logical CPU x %d = %g W at full load (pass tdp_w=<W per package> "
+                    "to use the real TDP)",
+                    model,
+                    table_label,
+                    FALLBACK_W_PER_LOGICAL_CPU,
+                    n,
+                    self.tdp_w,
+                )
+        details.append(("tdp_source", self.tdp_source))
+        if self.tdp_per_socket_w is not None:
+            details.append(("tdp_w_per_package", f"{self.tdp_per_socket_w:g}"))
+            details.append(("sockets", str(self.sockets)))
+        details.append(
+            (
+                "power_model",
+                f"P = TDP x ({self.idle_fraction:g} + {1 - self.idle_fraction:g} x "
+                "utilisation), TDP x load as in CodeCarbon's cpu_load mode, linear as "
+                "in Cloud Carbon Footprint",
+            )
+        )
+        self._channel = Channel(
+            key=KEY,
+            kind="cpu",
+            name=model or "unknown CPU",
+            method="estimated",
+            power_limit_w=self.tdp_w,
+            details=tuple(details),
+        )
+        self._energy_j = 0.0
+        self._last_t: float | None = None
+        self._last_times: tuple[float, float] | None = None
+        self._last_u = 0.0
+        self._last_p: float | None = None
+        self._start()
+
+    @staticmethod
+    def _lookup(model: str | None, table: TdpTable | None) -> tuple[TdpMatch | None, str]:
+        if table is None:
+            try:
+                table = TdpTable.codecarbon()
+            except (OSError, ValueError) as e:
+                logger.warning("greenml: no CPU TDP table (%s)", e)
+                return None, "no TDP table"
+        return (table.lookup(model) if model else None), table.source
+
+    def _start(self) -> None:
+        t = self._clock()
+        try:
+            self._last_times = self._cpu_times()
+            self._last_t = t
+        except Exception as e:
+            logger.warning("greenml: cannot read CPU times (%s); will retry at each read", e)
+
+    def __repr__(self) -> str:
+        return f"CpuEstimateMeter(tdp_w={self.tdp_w:g}, model={self.cpu_model!r})"
+
+    def channels(self) -> list[Channel]:
+        return [self._channel]
+
+    def power_w(self, utilisation: float) -> float:
+        """The model's power at a utilisation in [0, 1]."""
+        return self.tdp_w * (self.idle_fraction + (1.0 - self.idle_fraction) * utilisation)
+
+    def read(self) -> list[Reading]:
+        t = self._clock()
+        try:
+            busy, total = self._cpu_times()
+        except Exception as e:
+            return [Reading(KEY, t, error=f"cannot read CPU times: {e}")]
+        if self._last_t is None or self._last_times is None:
+            self._last_t, self._last_times = t, (busy, total)
+            return [Reading(KEY, t, energy_j=self._energy_j)]
+        dt = t - self._last_t
+        if dt <= 0:
+            # Same instant: nothing to integrate; keep the older baseline.
+            return [Reading(KEY, t, energy_j=self._energy_j, power_w=self._last_p)]
+        d_busy = busy - self._last_times[0]
+        d_total = total - self._last_times[1]
+        # No CPU time has passed (reads closer than the kernel's tick): the last
+        # utilisation carries on.
+        u = min(1.0, max(0.0, d_busy / d_total)) if d_total > 0 else self._last_u
+        p = self.power_w(u)
+        self._energy_j += p * dt
+        self._last_t, self._last_times, self._last_u, self._last_p = t, (busy, total), u, p
+        return [Reading(KEY, t, energy_j=self._energy_j, power_w=p, extra={"utilisation": u})]
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,67 @@
+"""The README's promises: its test command is the one CI runs, and the demo runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from greenml.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.+?)\n```", text)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    commands = readme_commands()
+    test_cmd = next(c for c in commands if "pytest" in c)
+    ci_lines = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci_lines[-1] == test_cmd
+    assert "pip install -q torch==2.13.0" in ci_lines
+
+
+def test_readme_demo_command_is_the_demo():
+    demo_cmd = next(c for c in readme_commands() if "greenml demo" in c)
+    assert demo_cmd == "pip install . && greenml demo --simulated-gpu"
+
+
+def test_demo_with_simulated_gpus_reports_both_gpus_and_phases():
+    result = CliRunner().invoke(
+        main,
+        ["demo", "--simulated-gpu", "--seconds", "1.2", "--pue", "1.1", "--format", "json"],
+    )
+    assert result.exit_code == 0, result.output
+    fp = json.loads(result.output)
+    gpus = [d for d in fp["devices"] if d["kind"] == "gpu"]
+    assert [g["name"] for g in gpus] == ["NVIDIA H100 80GB HBM3"] * 2
+    assert fp["measurement"] == "simulated"
+    assert set(fp["phases"]) == {"train", "eval"}
+    # The simulated GPUs draw between 200 W and 650 W each.
+    it_j = fp["gpu_energy_kwh"] * 3.6e6
+    assert 2 * 200.0 * fp["duration_s"] <= it_j <= 2 * 650.0 * fp["duration_s"]
+    it_kwh = fp["gpu_energy_kwh"] + fp["cpu_energy_kwh"] + fp["ram_energy_kwh"]
+    assert abs(fp["energy_kwh"] - it_kwh * 1.1) < 1e-12
+
+
+def test_demo_rejects_a_bad_value_with_a_clear_message():
+    result = CliRunner().invoke(main, ["demo", "--seconds", "1", "--pue", "0.5"])
+    assert result.exit_code == 2
+    assert "pue=0.5" in result.output and ">= 1.0" in result.output
+
+
+def test_cli_runs_as_a_real_subprocess():
+    out = subprocess.run(
+        [sys.executable, "-m", "greenml.cli", "demo", "--seconds", "0.5", "--simulated-gpu"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "GPU energy (IT)" in out and "measurement       simulated" in out
