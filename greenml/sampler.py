@@ -541,8 +541,11 @@ class Sampler:
     # -- thread -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Take the first reading now, in the caller's thread (so every meter has a
+        point at the start), then start the thread."""
         if self._thread is not None:
             raise RuntimeError("sampler already started")
+        self.sample()
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
@@ -554,7 +557,6 @@ class Sampler:
                     prepare()
                 except Exception as e:
                     logger.warning("greenml: preparing %r failed: %s", m, e)
-        self.sample()
         while not self._stop_event.wait(self.interval_s):
             try:
                 self.sample()

@@ -474,8 +474,11 @@ class NvmlMeter:
             d.misses = 0
         else:
             d.last_mj = v
-            # no grid: the middle of the interval in which the value changed
-            instant = (prev_read + t) / 2.0 if changed and prev_read is not None else t
+            if not changed or prev_read is None:
+                # No grid and no change seen yet: the value is from an unknown refresh up
+                # to a period ago. It only becomes a point once it is seen to change.
+                return None
+            instant = (prev_read + t) / 2.0  # the middle of the interval it changed in
         if d.last_point_s is not None and d.last_point_mj is not None and instant > d.last_point_s:
             d.last_rate_w = (v - d.last_point_mj) / 1000.0 / (instant - d.last_point_s)
         d.last_point_s, d.last_point_mj = instant, v

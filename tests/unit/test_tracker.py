@@ -255,3 +255,34 @@ def test_import_greenml_is_cheap():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path, caplog):
+    # No simulated driver installed and no libnvidia-ml on this machine: NVML is missing.
+    from greenml.testing import FakePowercap
+
+    fake = FakePowercap(tmp_path)
+    fake.add_package(0, dram=True)
+    fake.add_package(1, dram=True)
+    clock = ManualClock(0.0)
+    # interval_s=3600: only start(), sample_now() and stop() read, so the manual clock
+    # and the fake counters move together.
+    run = greenml.Tracker(
+        powercap_root=str(tmp_path), clock=clock, environ={}, interval_s=3600
+    ).start()
+    for _ in range(4):  # 4 s: package 0 at 80 W, package 1 at 60 W, DRAM at 5 W each
+        clock.advance(1.0)
+        fake.add_energy(0, 80.0)
+        fake.add_energy(1, 60.0)
+        fake.add_energy(0, 5.0, domain="dram")
+        fake.add_energy(1, 5.0, domain="dram")
+        run.sample_now()
+    fp = run.stop()
+    assert "no_gpu" in fp.flags
+    assert fp.gpu_energy_kwh == 0.0
+    assert fp.cpu_energy_kwh * 3.6e6 == pytest.approx(4 * (80.0 + 60.0))
+    assert fp.ram_energy_kwh * 3.6e6 == pytest.approx(4 * 10.0)
+    assert {d.kind: d.method for d in fp.devices} == {"cpu": "counter", "ram": "counter"}
+    assert fp.measurement == "counter"
+    warnings = [r for r in caplog.records if "no GPU measured" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
