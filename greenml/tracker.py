@@ -67,7 +67,7 @@ def default_meters(
         meters.append(NvmlMeter(settings.gpu_ids, clock=clock, environ=environ))
     except ConfigError:
         raise
-    except (MeasurementError, ImportError) as e:
+    except Exception as e:  # no driver, no GPU, or a driver that misbehaves
         if settings.gpu_ids is not None:
             raise ConfigError(
                 f"gpu_ids={list(settings.gpu_ids)!r} but no NVIDIA GPU can be measured here "
@@ -79,9 +79,25 @@ def default_meters(
         meters.append(RaplMeter(settings.powercap_root, clock=clock))
     except MeasurementError as e:
         logger.info("greenml: RAPL unavailable (%s); estimating CPU power from TDP x load", e)
-        meters.append(CpuEstimateMeter(clock=clock))
-    meters.append(make_ram_meter(root=settings.powercap_root, clock=clock))
+        meters.extend(_optional("cpu", lambda: CpuEstimateMeter(clock=clock), flags))
+    except Exception as e:  # pragma: no cover - an unexpected powercap layout
+        logger.warning("greenml: reading RAPL failed (%s); estimating CPU power", e)
+        meters.extend(_optional("cpu", lambda: CpuEstimateMeter(clock=clock), flags))
+    meters.extend(
+        _optional("ram", lambda: make_ram_meter(root=settings.powercap_root, clock=clock), flags)
+    )
     return meters, flags
+
+
+def _optional(kind: str, build: Callable[[], Meter], flags: list[str]) -> list[Meter]:
+    """A meter, or none (flagged ``no_<kind>``) when it cannot be built: measurement
+    trouble never stops a run."""
+    try:
+        return [build()]
+    except Exception as e:
+        logger.warning("greenml: %s energy not measured (%s)", kind.upper(), e)
+        flags.append(f"no_{kind}")
+        return []
 
 
 class Tracker:

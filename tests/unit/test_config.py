@@ -1,0 +1,72 @@
+"""Settings: arguments > GREENML_* env > [tool.greenml] > defaults, validated with clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from greenml.config import Settings, resolve, validate_phase_name
+from greenml.errors import ConfigError
+
+
+def test_defaults(tmp_path):
+    assert resolve({}, environ={}, config_dir=tmp_path) == Settings()
+
+
+def test_precedence_argument_env_toml(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        "[project]\nname = 'x'\n\n[tool.greenml]\npue = 1.4\ninterval_s = 0.5\n"
+        "grid_intensity_g_per_kwh = 50\n"
+    )
+    env = {"GREENML_PUE": "1.2", "GREENML_INTERVAL_S": "0.25"}
+    s = resolve({"pue": 1.1}, environ=env, config_dir=tmp_path)
+    assert (s.pue, s.interval_s, s.grid_intensity_g_per_kwh) == (1.1, 0.25, 50.0)
+
+
+def test_greenml_toml(tmp_path):
+    (tmp_path / "greenml.toml").write_text('location = "FR"\ngpu_ids = [0, "GPU-abc"]\n')
+    s = resolve({}, environ={}, config_dir=tmp_path)
+    assert s.location == "FR" and s.gpu_ids == (0, "GPU-abc")
+
+
+def test_unknown_toml_key_names_the_file_and_valid_keys(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.greenml]\npeu = 1.2\n")
+    with pytest.raises(ConfigError, match=r"pyproject.toml: unknown setting\(s\) \['peu'\]"):
+        resolve({}, environ={}, config_dir=tmp_path)
+
+
+def test_bad_toml_value_names_where_it_came_from(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.greenml]\ninterval_s = -1\n")
+    with pytest.raises(ConfigError, match=r"pyproject.toml \[tool.greenml\] interval_s = -1"):
+        resolve({}, environ={}, config_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0,1", (0, 1)), ("GPU-1234, 2", ("GPU-1234", 2)), ([3], (3,)), (2, (2,))],
+)
+def test_gpu_ids_forms(tmp_path, value, expected):
+    assert resolve({"gpu_ids": value}, environ={}, config_dir=tmp_path).gpu_ids == expected
+
+
+@pytest.mark.parametrize("value", [[-1], ["cuda:0"], [True], "", 1.5])
+def test_bad_gpu_ids(tmp_path, value):
+    with pytest.raises(ConfigError, match="gpu_ids="):
+        resolve({"gpu_ids": value}, environ={}, config_dir=tmp_path)
+
+
+def test_env_gpu_ids_error_names_the_variable(tmp_path):
+    with pytest.raises(ConfigError, match="GREENML_GPU_IDS='0,x'"):
+        resolve({}, environ={"GREENML_GPU_IDS": "0,x"}, config_dir=tmp_path)
+
+
+def test_negative_prices_and_intensity(tmp_path):
+    for key in ("grid_intensity_g_per_kwh", "price_usd_per_hour", "usd_per_kwh"):
+        with pytest.raises(ConfigError, match=f"{key}=-3.*>= 0"):
+            resolve({key: -3}, environ={}, config_dir=tmp_path)
+
+
+def test_phase_names():
+    assert validate_phase_name("eval-1.val set_2") == "eval-1.val set_2"
+    for bad in ("", "a/b", "x" * 65, None, 3):
+        with pytest.raises(ConfigError, match="phase name"):
+            validate_phase_name(bad)
