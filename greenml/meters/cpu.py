@@ -31,6 +31,7 @@ thread count), flagged in the channel details and logged once per meter.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import logging
 import math
@@ -193,8 +194,13 @@ class TdpTable:
 
     @classmethod
     def codecarbon(cls) -> TdpTable:
-        """CodeCarbon's shipped ``cpu_power.csv``. Raises :class:`FileNotFoundError`
-        when codecarbon is not installed."""
+        """CodeCarbon's shipped ``cpu_power.csv``, parsed once per process (it is read
+        only, and parsing its ~5,000 rows takes ~0.1 s, too long for every run's start).
+        Raises :class:`FileNotFoundError` when codecarbon is not installed."""
+        return _codecarbon_table(cls)
+
+    @classmethod
+    def _load_codecarbon(cls) -> TdpTable:
         path = codecarbon_cpu_table_path()
         try:
             from importlib.metadata import version
@@ -232,6 +238,11 @@ class TdpTable:
             return None
         name = min(n for _, n, _ in best)  # deterministic spelling among equals
         return TdpMatch(name, best[0][2], "token")
+
+
+@functools.cache
+def _codecarbon_table(cls: type[TdpTable]) -> TdpTable:
+    return cls._load_codecarbon()
 
 
 def codecarbon_cpu_table_path() -> Path:
