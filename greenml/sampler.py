@@ -29,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from greenml.meters.base import Channel, Clock, Meter, Reading
@@ -323,13 +323,6 @@ class Ledger:
             st, [(edges[i], edges[i + 1], joules * raw[i] / total) for i in range(n)]
         )
 
-    def add(self, reading: Reading) -> None:
-        with self._lock:
-            st = self.channels.get(reading.key)
-            if st is None:
-                raise KeyError(f"reading for unknown channel {reading.key!r}")
-            self._add(st, reading)
-
     def add_many(self, readings: Iterable[Reading]) -> None:
         with self._lock:
             for r in readings:
@@ -495,7 +488,6 @@ class Sampler:
         *,
         clock: Clock = time.monotonic,
         interval_s: float = DEFAULT_INTERVAL_S,
-        on_sample: Callable[[], None] | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -503,7 +495,6 @@ class Sampler:
         self.ledger = ledger
         self.clock = clock
         self.interval_s = interval_s
-        self.on_sample = on_sample
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one sample at a time
@@ -532,11 +523,6 @@ class Sampler:
                 readings.extend(self._read(m, final_s))
             self.ledger.add_many(readings)
             self.samples += 1
-        if self.on_sample is not None:
-            try:
-                self.on_sample()
-            except Exception:  # pragma: no cover - a sink's trouble is not training's
-                logger.warning("greenml: on_sample hook failed", exc_info=True)
 
     # -- thread -------------------------------------------------------------------------
 
