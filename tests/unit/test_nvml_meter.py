@@ -310,3 +310,21 @@ class TestVisibleDevices:
             ledger = drive(meter, clock, 2.0, 3.0)
         # one MIG device of four: 400 W x 1 s / 4 = 100 J
         assert ledger.totals()["gpu:0"].energy_j == pytest.approx(100.0, rel=0.005)
+
+
+def test_run_shorter_than_one_refresh_is_not_zero(clock):
+    # 60 ms, inside a single 100 ms refresh interval, at 300 W: 18 J by hand.
+    with SimulatedNVML([SimGPU(trace=traces.constant(300.0))], clock=clock) as sim:
+        ledger = drive(meter_for(sim, clock), clock, 4.02, 4.08, step_s=0.02)
+    assert ledger.totals()["gpu:0"].energy_j == pytest.approx(18.0, rel=0.02)
+
+
+def test_phase_shorter_than_one_refresh_gets_its_share(clock):
+    # A 50 ms phase at steady 250 W: 12.5 J, although the counter never refreshed inside it.
+    with SimulatedNVML([SimGPU(trace=traces.constant(250.0))], clock=clock) as sim:
+        ledger = drive(
+            meter_for(sim, clock), clock, 6.0, 7.0, phases=[(6.33, "eval"), (6.38, "train")]
+        )
+    st = ledger.totals()["gpu:0"]
+    assert st.phase_j["eval"] == pytest.approx(12.5, rel=0.02)
+    assert st.energy_j == pytest.approx(250.0, rel=0.005)
