@@ -13,20 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+from greenml.factors.provenance import Factor
+
 J_PER_KWH = 3.6e6
 
-
-@dataclass(frozen=True)
-class Factor:
-    """One conversion factor and where it came from."""
-
-    name: str  # e.g. "pue", "grid_intensity", "price"
-    value: float
-    unit: str  # e.g. "g/kWh", "USD/h", "ratio"
-    source: str
-    year: int | None = None
-    licence: str | None = None
-    note: str = ""
+__all__ = ["DeviceEnergy", "Factor", "Factors", "Footprint", "compute"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Factors: grid intensity, PUE, prices, embodied carbon, with provenance."""
