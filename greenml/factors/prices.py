@@ -1,0 +1,285 @@
+"""On-demand cloud instance prices, with provenance, and the cost of a job on them.
+
+The shipped table ``data/instance_prices.csv`` holds one row per
+(provider, instance type, region): the public on-demand Linux price of the *whole*
+instance in USD per hour, the GPUs it carries, the date the price was read (``as_of``),
+where it was read (``source``) and under what terms (``licence``). Users may pass their
+own table with the same columns (negotiated rates, other regions)::
+
+    table = load_prices("my_prices.csv")
+    price = lookup_price("aws", "p4d.24xlarge", "us-east-1", table=table)
+    usd = cost_usd(price, hours=100.0, share=job_share(4, price.gpu_count))
+
+Nothing here guesses: a region with no row is an error naming the regions that do have
+one (prices differ by region, so another region's figure is never substituted), and an
+unknown instance type is an error suggesting the closest known names. Cloud prices change
+(AWS cut GPU prices by up to 45 % in June 2025), so a price read more than
+:data:`STALE_AFTER_MONTHS` months before ``today`` triggers a :class:`StalePriceWarning`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import difflib
+import functools
+import importlib.resources
+import math
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from greenml.errors import ConfigError
+from greenml.factors.provenance import Factor
+
+COLUMNS = (
+    "provider",
+    "instance_type",
+    "region",
+    "gpu_model",
+    "gpu_count",
+    "usd_per_hour",
+    "pricing",
+    "as_of",
+    "source",
+    "licence",
+    "note",
+)
+PROVIDERS = ("aws", "azure", "gcp")
+STALE_AFTER_MONTHS = 18
+_REQUIRED_TEXT = ("instance_type", "region", "gpu_model", "pricing", "source", "licence")
+_SHIPPED = "instance_prices.csv"
+
+
+class StalePriceWarning(UserWarning):
+    """A price is older than :data:`STALE_AFTER_MONTHS` months; the bill may differ."""
+
+
+@dataclass(frozen=True)
+class InstancePrice:
+    """The on-demand price of one whole instance in one region, and where it came from."""
+
+    provider: str
+    instance_type: str
+    region: str
+    gpu_model: str
+    gpu_count: int
+    usd_per_hour: float
+    pricing: str
+    as_of: datetime.date
+    source: str
+    licence: str
+    note: str = ""
+
+    def factor(self) -> Factor:
+        """The price as a provenance record for reports."""
+        note = (
+            f"{self.provider} {self.instance_type} {self.region}, {self.pricing}, "
+            f"{self.gpu_count} x {self.gpu_model}, as of {self.as_of.isoformat()}"
+        )
+        if self.note:
+            note += f"; {self.note}"
+        return Factor(
+            "price",
+            self.usd_per_hour,
+            "USD/h",
+            source=self.source,
+            year=self.as_of.year,
+            licence=self.licence,
+            note=note,
+        )
+
+
+def load_prices(path: str | os.PathLike[str] | None = None) -> tuple[InstancePrice, ...]:
+    """Read a price table; ``None`` means the table shipped with greenml (read once).
+
+    Raises :class:`ConfigError` naming the file, the row (line number, header = 1) and the
+    column for a missing column, an empty required field, a price that is not a positive
+    number, a GPU count that is not a positive integer, a date that is not ISO
+    ``YYYY-MM-DD``, an unknown provider, or a duplicated (provider, instance, region).
+    """
+    if path is None:
+        return _shipped_prices()
+    with open(path, newline="", encoding="utf-8") as f:
+        return _parse(f, os.fspath(path))
+
+
+@functools.cache
+def _shipped_prices() -> tuple[InstancePrice, ...]:
+    ref = importlib.resources.files("greenml.factors").joinpath("data", _SHIPPED)
+    with ref.open("r", newline="", encoding="utf-8") as f:
+        return _parse(f, f"greenml/factors/data/{_SHIPPED}")
+
+
+def _parse(lines: Iterable[str], name: str) -> tuple[InstancePrice, ...]:
+    reader = csv.DictReader(lines)
+    header = reader.fieldnames or []
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise ConfigError(
+            f"{name}, row 1 (header): missing column(s) {', '.join(missing)}; "
+            f"expected columns: {','.join(COLUMNS)}"
+        )
+    prices: list[InstancePrice] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for record in reader:
+        row = reader.line_num
+        price = _row(record, name, row)
+        key = (price.provider, price.instance_type, price.region)
+        if key in seen:
+            raise ConfigError(
+                f"{name}, row {row}, column instance_type: {'/'.join(key)} is already "
+                f"priced in row {seen[key]}"
+            )
+        seen[key] = row
+        prices.append(price)
+    return tuple(prices)
+
+
+def _row(record: dict[str, str | None], name: str, row: int) -> InstancePrice:
+    def bad(column: str, why: str) -> ConfigError:
+        return ConfigError(f"{name}, row {row}, column {column}: {why}")
+
+    def text(column: str) -> str:
+        return (record.get(column) or "").strip()
+
+    provider = text("provider").lower()
+    if provider not in PROVIDERS:
+        raise bad("provider", f"unknown provider {text('provider')!r}; known: {PROVIDERS}")
+    for column in _REQUIRED_TEXT:
+        if not text(column):
+            raise bad(column, "empty; every price needs it")
+
+    raw_price = text("usd_per_hour")
+    try:
+        usd_per_hour = float(raw_price)
+    except ValueError:
+        raise bad("usd_per_hour", f"{raw_price!r} is not a number") from None
+    if not math.isfinite(usd_per_hour) or usd_per_hour <= 0:
+        raise bad("usd_per_hour", f"{raw_price!r} is not a positive price")
+
+    raw_count = text("gpu_count")
+    try:
+        gpu_count = int(raw_count)
+    except ValueError:
+        raise bad("gpu_count", f"{raw_count!r} is not an integer") from None
+    if gpu_count < 1:
+        raise bad("gpu_count", f"{raw_count!r}: an instance priced here has at least one GPU")
+
+    raw_date = text("as_of")
+    try:
+        as_of = datetime.date.fromisoformat(raw_date)
+    except ValueError:
+        raise bad("as_of", f"{raw_date!r} is not an ISO date (YYYY-MM-DD)") from None
+
+    return InstancePrice(
+        provider=provider,
+        instance_type=text("instance_type"),
+        region=text("region"),
+        gpu_model=text("gpu_model"),
+        gpu_count=gpu_count,
+        usd_per_hour=usd_per_hour,
+        pricing=text("pricing"),
+        as_of=as_of,
+        source=text("source"),
+        licence=text("licence"),
+        note=text("note"),
+    )
+
+
+def lookup_price(
+    provider: str,
+    instance_type: str,
+    region: str | None = None,
+    *,
+    table: Sequence[InstancePrice] | None = None,
+    today: datetime.date | None = None,
+) -> InstancePrice:
+    """The price of ``instance_type`` in exactly ``region`` (no fallback to other regions).
+
+    ``region=None`` is an error that lists the regions with a price, so the caller can
+    choose. ``today`` (default: the real date) decides whether to warn that the price is
+    stale.
+    """
+    rows = load_prices() if table is None else table
+    wanted = provider.strip().lower()
+    if wanted not in PROVIDERS:
+        raise ConfigError(f"unknown provider {provider!r}; known: {PROVIDERS}")
+    candidates = [p for p in rows if p.provider == wanted and p.instance_type == instance_type]
+    if not candidates:
+        known = sorted({p.instance_type for p in rows if p.provider == wanted})
+        close = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else f"priced: {', '.join(known)}"
+        raise ConfigError(
+            f"no {wanted} price for instance type {instance_type!r}; {hint} "
+            "(or pass table= with your own prices)"
+        )
+    regions = sorted(p.region for p in candidates)
+    if region is None:
+        raise ConfigError(
+            f"{wanted} {instance_type}: give a region; priced in {', '.join(regions)}"
+        )
+    match = [p for p in candidates if p.region == region]
+    if not match:
+        raise ConfigError(
+            f"{wanted} {instance_type} has no price for region {region!r}; "
+            f"priced in {', '.join(regions)} (prices differ by region, so none is substituted)"
+        )
+    price = match[0]
+    _warn_if_stale(price, datetime.date.today() if today is None else today)
+    return price
+
+
+def _warn_if_stale(price: InstancePrice, today: datetime.date) -> None:
+    # The warnings module's default filter shows each distinct message once.
+    if today > _add_months(price.as_of, STALE_AFTER_MONTHS):
+        warnings.warn(
+            f"price of {price.provider} {price.instance_type} in {price.region} is as of "
+            f"{price.as_of.isoformat()}, more than {STALE_AFTER_MONTHS} months before "
+            f"{today.isoformat()}; check the current price list",
+            StalePriceWarning,
+            stacklevel=3,
+        )
+
+
+def _add_months(day: datetime.date, months: int) -> datetime.date:
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    next_month = datetime.date(year + month // 12, month % 12 + 1, 1)
+    last_day = (next_month - datetime.timedelta(days=1)).day
+    return datetime.date(year, month, min(day.day, last_day))
+
+
+def job_share(gpus_used: int | None, gpu_count: int, override: float | None = None) -> float:
+    """The share of the instance a job is charged for, in (0, 1].
+
+    ``override`` (e.g. a negotiated split) wins when given. Otherwise the share is
+    ``gpus_used / gpu_count``, capped at 1 (a job cannot use more than the whole
+    instance); ``gpus_used=None`` (unknown) charges the whole instance.
+    """
+    if isinstance(gpu_count, bool) or not isinstance(gpu_count, int) or gpu_count < 1:
+        raise ConfigError(f"gpu_count={gpu_count!r}: must be an integer >= 1")
+    if override is not None:
+        if isinstance(override, bool) or not isinstance(override, (int, float)):
+            raise ConfigError(f"override={override!r}: must be a number in (0, 1]")
+        if not 0 < override <= 1:
+            raise ConfigError(f"override={override!r}: must be in (0, 1]")
+        return float(override)
+    if gpus_used is None:
+        return 1.0
+    if isinstance(gpus_used, bool) or not isinstance(gpus_used, int) or gpus_used < 1:
+        raise ConfigError(f"gpus_used={gpus_used!r}: must be an integer >= 1 or None")
+    return min(1.0, gpus_used / gpu_count)
+
+
+def cost_usd(price: InstancePrice, hours: float, share: float) -> float:
+    """USD for ``hours`` of ``share`` of the instance: hours x price x share."""
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)):
+        raise ConfigError(f"hours={hours!r}: must be a number >= 0")
+    if not math.isfinite(hours) or hours < 0:
+        raise ConfigError(f"hours={hours!r}: must be a finite number >= 0")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ConfigError(f"share={share!r}: must be a number in (0, 1]")
+    return hours * price.usd_per_hour * share
