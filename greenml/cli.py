@@ -50,9 +50,12 @@ def _format(fp: object) -> str:
     ]
     if fp.co2e_kg is not None:
         lines.append(f"CO2e (location)   {fp.co2e_kg * 1000:10.4f} g")
+    if fp.co2e_market_kg is not None:
+        lines.append(f"CO2e (market)     {fp.co2e_market_kg * 1000:10.4f} g")
     if fp.cost_usd is not None:
         lines.append(f"cost              {fp.cost_usd:10.6f} USD")
     lines.append(f"measurement       {fp.measurement}")
+    lines.append(f"location          {fp.location} ({fp.scope})")
     for name, ph in fp.phases.items():
         lines.append(
             f"  phase {name:<10} {ph.duration_s:8.2f} s {ph.it_energy_kwh * 1000:10.4f} Wh (IT)"
@@ -60,7 +63,8 @@ def _format(fp: object) -> str:
     for d in fp.devices:
         lines.append(f"  {d.key:<16} {d.name[:32]:<32} {d.method:<9} {d.energy_kwh * 1000:.4f} Wh")
     for f in fp.factors:
-        lines.append(f"  factor {f.name} = {f.value} {f.unit} (source: {f.source})")
+        year = f", {f.year}" if f.year else ""
+        lines.append(f"  factor {f.name} = {f.value:.6g} {f.unit} ({f.source}{year})")
     if fp.flags:
         lines.append("flags: " + ", ".join(fp.flags))
     return "\n".join(lines)
@@ -73,6 +77,13 @@ def _format(fp: object) -> str:
     is_flag=True,
     help="Measure two simulated H100 GPUs (greenml.testing) instead of real ones.",
 )
+@click.option(
+    "--location",
+    default=None,
+    help="Where the job runs (aws:<region>, FR, US-CA...). Default with --simulated-gpu: "
+    "aws:us-east-1 on a p5.48xlarge; otherwise the world average, flagged as assumed.",
+)
+@click.option("--instance-type", default=None, help="Cloud instance type, for its price.")
 @click.option("--pue", type=float, default=None, help="Power usage effectiveness to apply.")
 @click.option("--grid-intensity", "grid_intensity", type=float, default=None, help="gCO2e/kWh.")
 @click.option("--price-usd-per-hour", type=float, default=None, help="Instance price, USD/h.")
@@ -80,6 +91,8 @@ def _format(fp: object) -> str:
 def demo(
     seconds: float,
     simulated_gpu: bool,
+    location: str | None,
+    instance_type: str | None,
     pue: float | None,
     grid_intensity: float | None,
     price_usd_per_hour: float | None,
@@ -94,6 +107,8 @@ def demo(
     if seconds <= 0:
         raise click.BadParameter(f"{seconds!r}: give a duration > 0", param_hint="--seconds")
     sim: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if simulated_gpu and location is None:
+        location, instance_type = "aws:us-east-1", instance_type or "p5.48xlarge"
     if simulated_gpu:
         from greenml.testing import SimGPU, SimulatedNVML, traces
 
@@ -107,6 +122,9 @@ def demo(
         with (
             sim,
             greenml.track(
+                location=location,
+                allow_assumed_location=location is None,
+                instance_type=instance_type,
                 pue=pue,
                 grid_intensity_g_per_kwh=grid_intensity,
                 price_usd_per_hour=price_usd_per_hour,

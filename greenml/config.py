@@ -34,7 +34,14 @@ class Settings:
     price_usd_per_hour: float | None = None
     usd_per_kwh: float | None = None
     location: str | None = None
+    allow_assumed_location: bool = False
     instance_type: str | None = None
+    instance_share: float | None = None
+    hourly_intensity_csv: str | None = None
+    supplier_g_per_kwh: float | None = None
+    renewable_share: float | None = None
+    residual_mix_g_per_kwh: float | None = None
+    scope: str | None = None
     default_phase: str = "train"
     powercap_root: str = "/sys/class/powercap"
 
@@ -64,6 +71,20 @@ def _number(key: str, value: Any, origin: str, *, positive: bool, allow_zero: bo
         rule = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{where}{value!r} is invalid: it must be a number {rule}")
     return x
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _boolean(key: str, value: Any, origin: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(
+        f"{_source(key, origin)}{value!r} is invalid: give true or false (or 1/0, yes/no)"
+    )
 
 
 def _gpu_ids(value: Any, origin: str) -> tuple[int | str, ...] | None:
@@ -126,8 +147,21 @@ def _convert(key: str, value: Any, origin: str) -> Any:
                 "energy, so it is >= 1.0 (1.0 when the facility's energy is already metered)"
             )
         return x
-    if key in ("grid_intensity_g_per_kwh", "price_usd_per_hour", "usd_per_kwh"):
+    if key in (
+        "grid_intensity_g_per_kwh",
+        "price_usd_per_hour",
+        "usd_per_kwh",
+        "supplier_g_per_kwh",
+        "residual_mix_g_per_kwh",
+    ):
         return _number(key, value, origin, positive=True, allow_zero=True)
+    if key in ("renewable_share", "instance_share"):
+        x = _number(key, value, origin, positive=True, allow_zero=key == "renewable_share")
+        if x > 1:
+            raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: a share is <= 1")
+        return x
+    if key == "allow_assumed_location":
+        return _boolean(key, value, origin)
     if key == "default_phase":
         try:
             return validate_phase_name(value)

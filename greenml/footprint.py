@@ -66,6 +66,7 @@ class Footprint:
     factors: tuple[Factor, ...] = ()
     location: str | None = None
     instance_type: str | None = None
+    scope: str | None = None  # scope2 (own hardware) | scope3-cat1 (cloud), GHG Protocol
     final: bool = True
 
     @property
@@ -96,6 +97,7 @@ class Factors:
     market_intensity: Factor | None = None  # g/kWh, market-based
     price_per_hour: Factor | None = None  # USD/h for the instance
     price_per_kwh: Factor | None = None  # USD/kWh of facility energy
+    price_share: float = 1.0  # share of the instance the job used
 
     def used(self) -> tuple[Factor, ...]:
         return tuple(
@@ -124,6 +126,7 @@ def compute(
     flags: tuple[str, ...] = (),
     location: str | None = None,
     instance_type: str | None = None,
+    scope: str | None = None,
     final: bool = True,
 ) -> Footprint:
     """Turn measured joules into a :class:`Footprint` with the given factors."""
@@ -145,7 +148,7 @@ def compute(
 
     cost = None
     if factors.price_per_hour is not None:
-        cost = factors.price_per_hour.value * duration_s / 3600.0
+        cost = factors.price_per_hour.value * duration_s / 3600.0 * factors.price_share
     elif factors.price_per_kwh is not None:
         cost = factors.price_per_kwh.value * energy_kwh
     else:
@@ -169,5 +172,6 @@ def compute(
         factors=factors.used(),
         location=location,
         instance_type=instance_type,
+        scope=scope,
         final=final,
     )

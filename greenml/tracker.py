@@ -32,9 +32,11 @@ from typing import Any, TypeVar
 
 from greenml import config
 from greenml.errors import ConfigError, GreenMLError, MeasurementError
+from greenml.factors.hourly import HourlyIntensity
+from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import DeviceEnergy, Factor, Factors, Footprint, compute
 from greenml.meters.base import Clock, Meter
-from greenml.sampler import Ledger, Sampler
+from greenml.sampler import ChannelState, Ledger, Sampler
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +121,14 @@ class Tracker:
         price_usd_per_hour: float | None = None,
         usd_per_kwh: float | None = None,
         location: str | None = None,
+        allow_assumed_location: bool | None = None,
         instance_type: str | None = None,
+        instance_share: float | None = None,
+        hourly_intensity_csv: str | None = None,
+        supplier_g_per_kwh: float | None = None,
+        renewable_share: float | None = None,
+        residual_mix_g_per_kwh: float | None = None,
+        scope: str | None = None,
         default_phase: str | None = None,
         powercap_root: str | None = None,
         meters: Sequence[Meter] | Callable[[], Sequence[Meter]] | None = None,
@@ -135,13 +144,38 @@ class Tracker:
             "price_usd_per_hour": price_usd_per_hour,
             "usd_per_kwh": usd_per_kwh,
             "location": location,
+            "allow_assumed_location": allow_assumed_location,
             "instance_type": instance_type,
+            "instance_share": instance_share,
+            "hourly_intensity_csv": hourly_intensity_csv,
+            "supplier_g_per_kwh": supplier_g_per_kwh,
+            "renewable_share": renewable_share,
+            "residual_mix_g_per_kwh": residual_mix_g_per_kwh,
+            "scope": scope,
             "default_phase": default_phase,
             "powercap_root": powercap_root,
         }
         self._environ = environ
         self._config_dir = config_dir
         self.settings = config.resolve(self._arguments, environ=environ, config_dir=config_dir)
+        s = self.settings
+        self.run_factors = resolve_run_factors(
+            location=s.location,
+            allow_assumed_location=s.allow_assumed_location,
+            grid_intensity_g_per_kwh=s.grid_intensity_g_per_kwh,
+            hourly_intensity_csv=s.hourly_intensity_csv,
+            pue=s.pue,
+            price_usd_per_hour=s.price_usd_per_hour,
+            usd_per_kwh=s.usd_per_kwh,
+            instance_type=s.instance_type,
+            instance_share=s.instance_share,
+            scope=s.scope,
+            supplier_g_per_kwh=s.supplier_g_per_kwh,
+            renewable_share=s.renewable_share,
+            residual_mix_g_per_kwh=s.residual_mix_g_per_kwh,
+            environ=environ,
+        )
+        self._wall_start_s: float | None = None
         self._given_meters = meters
         self._clock = clock
         self._lock = threading.Lock()
@@ -175,6 +209,7 @@ class Tracker:
                 )
             channels = [c for m in self._meters for c in m.channels()]
             self._start_s = self._clock()
+            self._wall_start_s = time.time()
             self._ledger = Ledger(
                 channels, self._start_s, default_phase=self.settings.default_phase
             )
@@ -280,26 +315,57 @@ class Tracker:
             raise GreenMLError("sample_now() needs a running Tracker")
         self._sampler.sample()
 
-    def _factors(self) -> Factors:
-        s = self.settings
+    def _factors(self, states: Mapping[str, ChannelState], end_s: float) -> Factors:
+        from greenml.factors.hourly import load_hourly_csv, market_intensity
+        from greenml.factors.prices import job_share
 
-        def user(name: str, value: float | None, unit: str) -> Factor | None:
-            if value is None:
-                return None
-            return Factor(name, value, unit, source="user-supplied", note="given to greenml.track")
-
+        rf = self.run_factors
+        grid = rf.grid
+        if grid is None and rf.hourly_csv is not None:
+            grid = self._hourly_factor(load_hourly_csv(rf.hourly_csv), states, end_s)
+        market = None
+        if grid is not None:
+            market = market_intensity(grid, **rf.market)  # type: ignore[arg-type]
+        share = 1.0
+        if rf.price_per_hour is not None and rf.gpu_count_on_instance is not None:
+            gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
+            share = job_share(gpus or None, rf.gpu_count_on_instance, rf.share_override)
+        elif rf.share_override is not None:
+            share = rf.share_override
         return Factors(
-            pue=user("pue", s.pue, "ratio"),
-            grid_intensity=user("grid_intensity", s.grid_intensity_g_per_kwh, "g/kWh"),
-            price_per_hour=user("price", s.price_usd_per_hour, "USD/h"),
-            price_per_kwh=user("electricity_price", s.usd_per_kwh, "USD/kWh"),
+            pue=rf.pue,
+            grid_intensity=grid,
+            market_intensity=market,
+            price_per_hour=rf.price_per_hour,
+            price_per_kwh=rf.price_per_kwh,
+            price_share=share,
         )
+
+    def _hourly_factor(
+        self, table: HourlyIntensity, states: Mapping[str, ChannelState], end_s: float
+    ) -> Factor | None:
+        """The energy-weighted intensity of the hours the run's energy was used in."""
+        assert self._start_s is not None and self._wall_start_s is not None
+        offset = self._wall_start_s - self._start_s  # monotonic -> epoch seconds
+        intervals = [
+            (p.t_start_s + offset, p.t_end_s + offset, p.power_w * (p.t_end_s - p.t_start_s))
+            for st in states.values()
+            for p in st.series.points
+        ]
+        total_j = sum(st.energy_j for st in states.values())
+        if not intervals and total_j > 0:
+            intervals = [(self._start_s + offset, end_s + offset, total_j)]
+        if not intervals:
+            return None
+        return table.factor(table.weighted(intervals))
 
     def _build(self, now_s: float, *, final: bool) -> Footprint:
         assert self._ledger is not None and self._start_s is not None
         states = self._ledger.totals()
-        factors = self._factors()
-        flags = list(self._flags)
+        factors = self._factors(states, now_s if self._stop_s is None else self._stop_s)
+        loc = self.run_factors.location
+        location = (loc.text or loc.zone) if loc is not None else self.settings.location
+        flags = list(self._flags) + list(self.run_factors.flags)
         devices = []
         per_kind: dict[str, float] = {"gpu": 0.0, "cpu": 0.0, "ram": 0.0}
         phase_kind: dict[str, dict[str, float]] = {}
@@ -345,8 +411,9 @@ class Tracker:
                 ram_j=j["ram"],
                 factors=factors,
                 measurement=measurement,
-                location=self.settings.location,
+                location=location,
                 instance_type=self.settings.instance_type,
+                scope=self.run_factors.scope,
                 final=final,
             )
         end = now_s if self._stop_s is None else self._stop_s
@@ -360,8 +427,9 @@ class Tracker:
             devices=tuple(devices),
             measurement=measurement,
             flags=tuple(flags),
-            location=self.settings.location,
+            location=location,
             instance_type=self.settings.instance_type,
+            scope=self.run_factors.scope,
             final=final,
         )
 

@@ -51,6 +51,7 @@ def test_child_process_measures_only_its_visible_gpu(tmp_path):
     )
     env = {**os.environ, **sim.export(tmp_path / "driver")}
     env["CUDA_VISIBLE_DEVICES"] = sim.gpus[1].uuid
+    env["AWS_REGION"] = "us-east-1"  # as on an AWS host: the location is detected
     powercap = tmp_path / "powercap"
     FakePowercap(powercap).add_package(0)
     out = subprocess.run(

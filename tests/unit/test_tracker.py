@@ -46,7 +46,9 @@ def sim():
 
 
 def test_context_manager_measures_the_simulated_gpu_in_real_time(sim):
-    with greenml.track(meters=lambda: [NvmlMeter(environ={})], interval_s=0.05) as run:
+    with greenml.track(
+        meters=lambda: [NvmlMeter(environ={})], interval_s=0.05, location="FR"
+    ) as run:
         time.sleep(0.8)
         with run.phase("eval"):
             time.sleep(0.3)
@@ -73,7 +75,7 @@ def test_context_manager_measures_the_simulated_gpu_in_real_time(sim):
 def test_manual_clock_phases_nest_and_outside_time_is_train():
     clock = ManualClock(0.0)
     meter = ConstantMeter(clock, watts=100.0)
-    run = greenml.Tracker(meters=[meter], clock=clock, interval_s=3600).start()
+    run = greenml.Tracker(meters=[meter], clock=clock, interval_s=3600, location="FR").start()
     clock.advance(2.0)  # train: 2 s
     with run.phase("eval"):
         clock.advance(1.0)  # eval: 1 s
@@ -93,7 +95,7 @@ def test_manual_clock_phases_nest_and_outside_time_is_train():
 def test_default_phase_can_be_other():
     clock = ManualClock(0.0)
     run = greenml.Tracker(
-        meters=[ConstantMeter(clock, 10.0)], clock=clock, default_phase="other"
+        meters=[ConstantMeter(clock, 10.0)], clock=clock, default_phase="other", location="FR"
     ).start()
     clock.advance(1.0)
     assert set(run.stop().phases) == {"other"}
@@ -126,26 +128,117 @@ def test_footprint_arithmetic_by_hand():
     assert {f.name: (f.value, f.source) for f in fp.factors} == {
         "pue": (1.5, "user-supplied"),
         "grid_intensity": (400.0, "user-supplied"),
+        "market_intensity": (400.0, "user-supplied"),
         "price": (3.6, "user-supplied"),
     }
+    market = next(f for f in fp.factors if f.name == "market_intensity")
+    assert "equals location-based" in market.note
     assert "estimated:ram" in fp.flags
     assert fp.measurement == "counter"
+    assert fp.scope == "scope2"  # no cloud location: own hardware
 
 
-def test_without_factors_the_figures_are_none_and_flagged():
+def test_own_hardware_in_a_country_uses_the_shipped_factors():
     clock = ManualClock(0.0)
-    run = greenml.Tracker(meters=[ConstantMeter(clock, 100.0)], clock=clock).start()
-    clock.advance(10.0)
+    run = greenml.Tracker(meters=[ConstantMeter(clock, 100.0)], clock=clock, location="FR").start()
+    clock.advance(36.0)  # 100 W x 36 s = 3600 J = 0.001 kWh IT
     fp = run.stop()
-    assert fp.energy_kwh == pytest.approx(1000.0 / 3.6e6)
-    assert (fp.pue, fp.co2e_kg, fp.co2e_market_kg, fp.cost_usd) == (None, None, None, None)
-    assert {"pue_not_applied", "no_grid_intensity", "no_price"} <= set(fp.flags)
+    grid_f = next(f for f in fp.factors if f.name == "grid_intensity")
+    pue_f = next(f for f in fp.factors if f.name == "pue")
+    # Own hardware: the Uptime Institute industry average PUE (2024); France's grid figure.
+    assert (pue_f.value, pue_f.year) == (1.56, 2024)
+    assert fp.energy_kwh == pytest.approx(0.001 * 1.56)
+    assert fp.co2e_kg == pytest.approx(0.001 * 1.56 * grid_f.value / 1000.0)
+    assert grid_f.source.startswith("CodeCarbon") and grid_f.licence and grid_f.year
+    assert fp.cost_usd is None and "no_price" in fp.flags
+    assert (fp.location, fp.scope) == ("FR", "scope2")
+
+
+def test_cloud_instance_priced_by_the_share_of_it_the_job_used():
+    clock = ManualClock(0.0)
+    gpus = [ConstantMeter(clock, 400.0, key=f"gpu:{i}") for i in range(2)]
+    run = greenml.Tracker(
+        meters=gpus, clock=clock, location="aws:us-east-1", instance_type="p4d.24xlarge"
+    ).start()
+    clock.advance(1800.0)  # half an hour on 2 of the instance's 8 GPUs
+    fp = run.stop()
+    # By hand: 21.958 USD/h (us-east-1, as of 2026-01-21) x 0.5 h x 2/8 = 2.74475 USD.
+    assert fp.cost_usd == pytest.approx(21.958 * 0.5 * 2 / 8)
+    assert fp.pue == 1.14  # AWS fleet average, 2025
+    assert fp.gpu_energy_kwh == pytest.approx(2 * 400.0 * 1800.0 / 3.6e6)
+    grid_f = next(f for f in fp.factors if f.name == "grid_intensity")
+    assert "US-VA" in grid_f.note and "eGRID" in grid_f.source
+    assert fp.scope == "scope3-cat1"
+
+
+def test_unknown_location_fails_before_the_run_unless_assumed():
+    with pytest.raises(ConfigError, match="location is unknown"):
+        greenml.track(environ={})
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(
+        meters=[ConstantMeter(clock, 100.0)],
+        clock=clock,
+        environ={},
+        allow_assumed_location=True,
+    ).start()
+    clock.advance(36.0)
+    fp = run.stop()
+    grid_f = next(f for f in fp.factors if f.name == "grid_intensity")
+    assert "location_assumed" in fp.flags and "ASSUMED" in grid_f.note
+    assert fp.co2e_kg == pytest.approx(fp.energy_kwh * 475.0 / 1000.0)
+
+
+def test_location_detected_from_the_cloud_sdk_environment():
+    run = greenml.track(environ={"AWS_REGION": "eu-north-1"}, meters=[])
+    assert run.run_factors.location.zone == "SE-3"
+    assert run.run_factors.location.origin == "AWS_REGION"
+
+
+def test_full_renewable_coverage_makes_market_based_zero():
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(
+        meters=[ConstantMeter(clock, 100.0)], clock=clock, location="DE", renewable_share=1.0
+    ).start()
+    clock.advance(36.0)
+    fp = run.stop()
+    assert fp.co2e_market_kg == 0.0 and fp.co2e_kg > 0
+
+
+def test_hourly_intensity_file_changes_the_answer(tmp_path):
+    import time as _time
+
+    hour = int(_time.time() // 3600) * 3600
+
+    def run_with(value):
+        f = tmp_path / f"hourly-{value}.csv"
+        rows = [
+            f"{_time.strftime('%Y-%m-%dT%H:00:00Z', _time.gmtime(hour + k * 3600))},{value}"
+            for k in range(-2, 3)
+        ]
+        f.write_text("timestamp,g_per_kwh\n" + "\n".join(rows) + "\n")
+        clock = ManualClock(0.0)
+        run = greenml.Tracker(
+            meters=[ConstantMeter(clock, 100.0)],
+            clock=clock,
+            location="FR",
+            hourly_intensity_csv=str(f),
+        ).start()
+        clock.advance(36.0)
+        return run.stop()
+
+    low, high = run_with(100.0), run_with(300.0)
+    assert low.grid_intensity_g_per_kwh == pytest.approx(100.0)
+    assert high.co2e_kg == pytest.approx(3 * low.co2e_kg)
 
 
 def test_electricity_price_for_own_hardware():
     clock = ManualClock(0.0)
     run = greenml.Tracker(
-        meters=[ConstantMeter(clock, 3600.0)], clock=clock, pue=1.2, usd_per_kwh=0.25
+        meters=[ConstantMeter(clock, 3600.0)],
+        clock=clock,
+        pue=1.2,
+        usd_per_kwh=0.25,
+        location="FR",
     ).start()
     clock.advance(1000.0)  # 3600 W x 1000 s = 1 kWh IT, 1.2 kWh facility
     assert run.stop().cost_usd == pytest.approx(0.3)
@@ -153,7 +246,7 @@ def test_electricity_price_for_own_hardware():
 
 def test_explicit_start_stop_snapshot_and_stop_twice():
     clock = ManualClock(0.0)
-    run = greenml.Tracker(meters=[ConstantMeter(clock, 100.0)], clock=clock).start()
+    run = greenml.Tracker(meters=[ConstantMeter(clock, 100.0)], clock=clock, location="FR").start()
     with pytest.raises(GreenMLError, match="still going"):
         run.footprint  # noqa: B018
     clock.advance(1.0)
@@ -172,7 +265,7 @@ def test_explicit_start_stop_snapshot_and_stop_twice():
 def test_decorator_gives_fresh_state_per_call():
     clock = ManualClock(0.0)
 
-    @greenml.track(meters=lambda: [ConstantMeter(clock, 100.0)], clock=clock)
+    @greenml.track(meters=lambda: [ConstantMeter(clock, 100.0)], clock=clock, location="FR")
     def job(seconds):
         clock.advance(seconds)
         return seconds * 2
@@ -190,7 +283,7 @@ def test_decorator_gives_fresh_state_per_call():
 def test_exception_in_the_block_propagates_and_keeps_the_measurement():
     clock = ManualClock(0.0)
     with pytest.raises(KeyError):  # noqa: SIM117
-        with greenml.track(meters=[ConstantMeter(clock, 100.0)], clock=clock) as run:
+        with greenml.track(meters=[ConstantMeter(clock, 100.0)], clock=clock, location="FR") as run:
             clock.advance(4.0)
             raise KeyError("training failed")
     assert run.footprint.gpu_energy_kwh * 3.6e6 == pytest.approx(400.0)
@@ -210,7 +303,9 @@ class TestBadInput:
 
     def test_phase_name_not_a_string(self):
         clock = ManualClock(0.0)
-        run = greenml.Tracker(meters=[ConstantMeter(clock, 1.0)], clock=clock).start()
+        run = greenml.Tracker(
+            meters=[ConstantMeter(clock, 1.0)], clock=clock, location="FR"
+        ).start()
         with pytest.raises(ConfigError, match="phase name 3 is a int, not a string"):  # noqa: SIM117
             with run.phase(3):
                 pass
@@ -220,7 +315,7 @@ class TestBadInput:
         run.stop()
 
     def test_unknown_gpu_ids_fail_before_any_thread_starts(self, sim):
-        run = greenml.track(gpu_ids=[3], environ={})
+        run = greenml.track(gpu_ids=[3], environ={}, location="FR")
         with pytest.raises(ConfigError, match=r"gpu_ids: 3 is not a GPU this job can see"):
             run.start()
         assert not sampler_threads()
@@ -229,7 +324,7 @@ class TestBadInput:
         from greenml.testing import FakePowercap
 
         FakePowercap(tmp_path).add_package(0)
-        run = greenml.track(gpu_ids=[0], powercap_root=str(tmp_path), environ={})
+        run = greenml.track(gpu_ids=[0], powercap_root=str(tmp_path), environ={}, location="FR")
         with pytest.raises(ConfigError, match="no NVIDIA GPU can be measured"):
             run.start()
         assert not sampler_threads()
@@ -268,7 +363,7 @@ def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path, caplog):
     # interval_s=3600: only start(), sample_now() and stop() read, so the manual clock
     # and the fake counters move together.
     run = greenml.Tracker(
-        powercap_root=str(tmp_path), clock=clock, environ={}, interval_s=3600
+        powercap_root=str(tmp_path), clock=clock, environ={}, interval_s=3600, location="FR"
     ).start()
     for _ in range(4):  # 4 s: package 0 at 80 W, package 1 at 60 W, DRAM at 5 W each
         clock.advance(1.0)

@@ -1,0 +1,303 @@
+"""Cloud regions -> the grid zone they draw from, and Google's own per-region figures.
+
+Two shipped tables, both plain CSV read with :mod:`csv` (no pandas):
+
+``data/cloud_regions.csv``
+    ``provider,region,name,country,zone,city,source,source_year,licence,note``: every public
+    AWS, Azure and GCP region we could confirm, mapped to an ISO 3166-2 subdivision or bidding
+    zone where greenml has a sub-national factor for it (``US-VA``, ``CA-QC``, ``CN-NX``,
+    ``SE-3``...), otherwise to the ISO 3166-1 country. AWS and Azure publish no open
+    per-region factors, so the zone is how their regions get a grid intensity.
+
+``data/gcp_region_carbon.csv``
+    ``region,year,grid_intensity_g_per_kwh,cfe_percent,source,licence``: the yearly,
+    location-based grid intensity and carbon-free-energy share that Google publishes per GCP
+    region (GoogleCloudPlatform/region-carbon-info, Apache-2.0).
+
+Users may pass their own table with the same columns; every loader error names the file,
+the row number (the header is row 1) and the column. The shipped tables are read once and
+cached; callers get a fresh ``dict`` each time, holding frozen rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import functools
+import io
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+
+from greenml.errors import ConfigError
+
+PROVIDERS = ("aws", "azure", "gcp")
+
+REGION_COLUMNS = (
+    "provider",
+    "region",
+    "name",
+    "country",
+    "zone",
+    "city",
+    "source",
+    "source_year",
+    "licence",
+    "note",
+)
+#: Columns that may be left empty: the city is not always disclosed; the note is optional.
+_OPTIONAL = frozenset({"city", "note"})
+
+GCP_CARBON_COLUMNS = (
+    "region",
+    "year",
+    "grid_intensity_g_per_kwh",
+    "cfe_percent",
+    "source",
+    "licence",
+)
+
+_SHIPPED_REGIONS = "data/cloud_regions.csv"
+_SHIPPED_GCP_CARBON = "data/gcp_region_carbon.csv"
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+#: ISO 3166-2 subdivision (US-VA, CN-NX) or a bidding zone of the same shape (SE-3, DK-2).
+_ZONE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+
+
+@dataclass(frozen=True)
+class CloudRegion:
+    """One cloud region and the grid zone its data centres draw from."""
+
+    provider: str  # aws | azure | gcp
+    region: str  # the API id: us-east-1, eastus, europe-west4
+    name: str  # the provider's display name
+    country: str  # ISO 3166-1 alpha-2
+    zone: str  # grid zone: ISO 3166-2 subdivision / bidding zone, or the country
+    city: str  # "" when the provider does not disclose it
+    source: str
+    source_year: int
+    licence: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class GcpRegionCarbon:
+    """Google's published yearly figures for one GCP region."""
+
+    region: str
+    year: int
+    grid_intensity_g_per_kwh: float  # location-based, gCO2e/kWh
+    cfe_percent: float  # Google's hourly carbon-free-energy share, 0..100
+    source: str
+    licence: str
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _where(label: str, row: int, column: str | None = None) -> str:
+    return f"{label} row {row}" + (f", column {column!r}" if column else "")
+
+
+def _rows(text: str, label: str, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(row number, row)`` after checking the header; row 1 is the header."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ConfigError(
+            f"{_where(label, 1, missing[0])}: missing column(s) {', '.join(missing)}; "
+            f"the header must name {', '.join(columns)}"
+        )
+    for row in reader:
+        n = reader.line_num
+        if None in row:  # more cells than header columns
+            raise ConfigError(f"{_where(label, n)}: more cells than the header has columns")
+        yield n, {c: (row[c] or "").strip() for c in columns}
+
+
+def _required(row: dict[str, str], column: str, label: str, n: int) -> str:
+    value = row[column]
+    if not value:
+        raise ConfigError(f"{_where(label, n, column)}: empty; a value is required")
+    return value
+
+
+def _int(row: dict[str, str], column: str, label: str, n: int) -> int:
+    value = _required(row, column, label, n)
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"{_where(label, n, column)}: {value!r} is not a whole year (e.g. 2025)"
+        ) from None
+
+
+def _float(row: dict[str, str], column: str, label: str, n: int) -> float:
+    value = _required(row, column, label, n)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{_where(label, n, column)}: {value!r} is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ConfigError(f"{_where(label, n, column)}: {value!r} is not a finite number")
+    return number
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read {os.fspath(path)!s}: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------- cloud regions
+
+
+def _parse_regions(text: str, label: str) -> dict[tuple[str, str], CloudRegion]:
+    table: dict[tuple[str, str], CloudRegion] = {}
+    first_seen: dict[tuple[str, str], int] = {}
+    for n, row in _rows(text, label, REGION_COLUMNS):
+        for column in REGION_COLUMNS:
+            if column not in _OPTIONAL and column != "source_year":
+                _required(row, column, label, n)
+        provider = row["provider"].lower()
+        if provider not in PROVIDERS:
+            raise ConfigError(
+                f"{_where(label, n, 'provider')}: unknown provider {row['provider']!r}; "
+                f"use one of {', '.join(PROVIDERS)}"
+            )
+        country = row["country"]
+        if not _COUNTRY.match(country):
+            raise ConfigError(
+                f"{_where(label, n, 'country')}: {country!r} is not an ISO 3166-1 alpha-2 "
+                "code (two capital letters, e.g. 'US', 'FR')"
+            )
+        zone = row["zone"]
+        if not _ZONE.match(zone):
+            raise ConfigError(
+                f"{_where(label, n, 'zone')}: {zone!r} does not look like an ISO code; give "
+                "the country ('FR') or a subdivision / bidding zone ('US-VA', 'CA-QC', 'SE-3')"
+            )
+        if zone[:2] != country:
+            raise ConfigError(
+                f"{_where(label, n, 'zone')}: zone {zone!r} is not in country {country!r}"
+            )
+        year = _int(row, "source_year", label, n)
+        key = (provider, row["region"])
+        if key in table:
+            raise ConfigError(
+                f"{_where(label, n, 'region')}: duplicate {provider} region {row['region']!r} "
+                f"(first at row {first_seen[key]})"
+            )
+        first_seen[key] = n
+        table[key] = CloudRegion(
+            provider=provider,
+            region=row["region"],
+            name=row["name"],
+            country=country,
+            zone=zone,
+            city=row["city"],
+            source=row["source"],
+            source_year=year,
+            licence=row["licence"],
+            note=row["note"],
+        )
+    return table
+
+
+@functools.cache
+def _shipped_regions() -> dict[tuple[str, str], CloudRegion]:
+    text = resources.files("greenml.factors").joinpath(_SHIPPED_REGIONS).read_text("utf-8")
+    return _parse_regions(text, f"greenml/factors/{_SHIPPED_REGIONS}")
+
+
+def load_cloud_regions(
+    path: str | os.PathLike[str] | None = None,
+) -> dict[tuple[str, str], CloudRegion]:
+    """The region table keyed by ``(provider, region)``: the shipped one, or a user CSV with
+    the same columns (:data:`REGION_COLUMNS`)."""
+    if path is None:
+        return dict(_shipped_regions())
+    return _parse_regions(_read_text(path), os.fspath(path))
+
+
+def lookup_region(
+    provider: str, region: str, table: dict[tuple[str, str], CloudRegion]
+) -> CloudRegion:
+    """The row for ``provider:region``; an unknown region is an error naming the closest ids."""
+    p = provider.strip().lower()
+    row = table.get((p, region))
+    if row is not None:
+        return row
+    known = sorted(r for (prov, r) in table if prov == p)
+    if not known:
+        providers = sorted({prov for prov, _ in table})
+        raise ConfigError(
+            f"unknown cloud provider {provider!r}; the region table has {', '.join(providers)}"
+        )
+    close = difflib.get_close_matches(region, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise ConfigError(
+        f"unknown {p} region {region!r}; {hint}"
+        f"(greenml tables show regions --provider {p} lists them)"
+    )
+
+
+# ---------------------------------------------------------------- GCP carbon
+
+
+def _parse_gcp_carbon(text: str, label: str) -> dict[str, GcpRegionCarbon]:
+    table: dict[str, GcpRegionCarbon] = {}
+    first_seen: dict[str, int] = {}
+    for n, row in _rows(text, label, GCP_CARBON_COLUMNS):
+        for column in ("region", "source", "licence"):
+            _required(row, column, label, n)
+        year = _int(row, "year", label, n)
+        intensity = _float(row, "grid_intensity_g_per_kwh", label, n)
+        if intensity < 0:
+            raise ConfigError(
+                f"{_where(label, n, 'grid_intensity_g_per_kwh')}: {intensity:g} is negative"
+            )
+        cfe = _float(row, "cfe_percent", label, n)
+        if not 0 <= cfe <= 100:
+            raise ConfigError(
+                f"{_where(label, n, 'cfe_percent')}: {cfe:g} is outside 0..100 "
+                "(a percentage, not a fraction)"
+            )
+        region = row["region"]
+        if region in table:
+            raise ConfigError(
+                f"{_where(label, n, 'region')}: duplicate region {region!r} "
+                f"(first at row {first_seen[region]})"
+            )
+        first_seen[region] = n
+        table[region] = GcpRegionCarbon(
+            region=region,
+            year=year,
+            grid_intensity_g_per_kwh=intensity,
+            cfe_percent=cfe,
+            source=row["source"],
+            licence=row["licence"],
+        )
+    return table
+
+
+@functools.cache
+def _shipped_gcp_carbon() -> dict[str, GcpRegionCarbon]:
+    text = resources.files("greenml.factors").joinpath(_SHIPPED_GCP_CARBON).read_text("utf-8")
+    return _parse_gcp_carbon(text, f"greenml/factors/{_SHIPPED_GCP_CARBON}")
+
+
+def load_gcp_region_carbon(
+    path: str | os.PathLike[str] | None = None,
+) -> dict[str, GcpRegionCarbon]:
+    """Google's per-region grid intensity and CFE%, keyed by GCP region: the shipped table,
+    or a user CSV with the same columns (:data:`GCP_CARBON_COLUMNS`)."""
+    if path is None:
+        return dict(_shipped_gcp_carbon())
+    return _parse_gcp_carbon(_read_text(path), os.fspath(path))

@@ -1,0 +1,191 @@
+"""Choose every factor a run's footprint needs, each with its provenance.
+
+Order of precedence for each factor: what the user gave, then the shipped tables for
+the run's location and instance, then nothing (the figure is ``None`` with a flag
+saying why). Everything that can be wrong with the inputs is checked here, before the
+run starts.
+
+- grid intensity (location-based): ``grid_intensity_g_per_kwh`` > an hourly CSV
+  (weighted at the end of the run) > Google's own figure for a GCP region > the grid
+  zone of the location (:mod:`greenml.factors.grid`) > the world average, only with
+  ``allow_assumed_location`` and flagged ``assumed``;
+- market-based: supplier rate or renewable share + residual mix, else equal to
+  location-based, labelled so (:func:`greenml.factors.hourly.market_intensity`);
+- PUE: the user's, else the provider's fleet average, else the industry average for own
+  hardware (:mod:`greenml.factors.pue`);
+- price: ``price_usd_per_hour`` > the instance's on-demand price x the share of it the
+  job used > ``usd_per_kwh`` for own hardware > none;
+- scope: ``scope3-cat1`` for cloud locations, ``scope2`` otherwise (GHG Protocol),
+  unless the user says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from greenml.errors import ConfigError
+from greenml.factors.location import Location
+from greenml.factors.provenance import Factor
+
+SCOPES = ("scope2", "scope3-cat1")
+
+
+@dataclass(frozen=True)
+class RunFactors:
+    """The factors chosen for a run, before its energy is known."""
+
+    location: Location | None
+    grid: Factor | None  # location-based; None when an hourly CSV decides at the end
+    pue: Factor
+    price_per_hour: Factor | None
+    price_per_kwh: Factor | None
+    gpu_count_on_instance: int | None  # for the job's share of an instance
+    share_override: float | None
+    scope: str
+    hourly_csv: str | None
+    market: Mapping[str, float | None]
+    flags: tuple[str, ...]
+
+
+def _grid_for(loc: Location) -> Factor:
+    from greenml.factors import grid
+
+    if loc.assumed:
+        return grid.world_average().factor()
+    if loc.provider == "gcp" and loc.region is not None:
+        from greenml.factors.regions import load_gcp_region_carbon
+
+        own = load_gcp_region_carbon().get(loc.region)
+        if own is not None:
+            return Factor(
+                "grid_intensity",
+                own.grid_intensity_g_per_kwh,
+                "g/kWh",
+                source=own.source,
+                year=own.year,
+                licence=own.licence,
+                note=f"Google's published figure for gcp:{loc.region} (location-based)",
+            )
+    factor = grid.zone_intensity(loc.zone).factor()
+    if loc.provider is not None:
+        note = f"{loc.provider}:{loc.region} draws from grid zone {loc.zone}; {factor.note}"
+        factor = Factor(
+            factor.name,
+            factor.value,
+            factor.unit,
+            factor.source,
+            factor.year,
+            factor.licence,
+            note,
+        )
+    return factor
+
+
+def resolve_run_factors(
+    *,
+    location: str | None,
+    allow_assumed_location: bool,
+    grid_intensity_g_per_kwh: float | None,
+    hourly_intensity_csv: str | None,
+    pue: float | None,
+    price_usd_per_hour: float | None,
+    usd_per_kwh: float | None,
+    instance_type: str | None,
+    instance_share: float | None,
+    scope: str | None,
+    supplier_g_per_kwh: float | None = None,
+    renewable_share: float | None = None,
+    residual_mix_g_per_kwh: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> RunFactors:
+    """Resolve and validate every factor (raises :class:`ConfigError` on bad input)."""
+    from greenml.factors import location as loc_mod
+    from greenml.factors.pue import default_pue, user_pue
+
+    flags: list[str] = []
+    needs_location = grid_intensity_g_per_kwh is None and hourly_intensity_csv is None
+    loc: Location | None
+    if location is not None or needs_location:
+        loc = loc_mod.resolve(location, allow_assumed=allow_assumed_location, environ=environ)
+    else:
+        loc = loc_mod.detect(environ)
+    if loc is not None and loc.assumed:
+        flags.append("location_assumed")
+
+    grid: Factor | None = None
+    if grid_intensity_g_per_kwh is not None:
+        grid = Factor(
+            "grid_intensity",
+            grid_intensity_g_per_kwh,
+            "g/kWh",
+            source="user-supplied",
+            note="given to greenml (location-based)",
+        )
+    elif hourly_intensity_csv is not None:
+        from greenml.factors.hourly import load_hourly_csv
+
+        load_hourly_csv(hourly_intensity_csv)  # validate now, weight at the end
+    elif loc is not None:
+        grid = _grid_for(loc)
+
+    provider = loc.provider if loc is not None else None
+    pue_factor = user_pue(pue) if pue is not None else default_pue(provider)
+
+    price_hour: Factor | None = None
+    price_kwh: Factor | None = None
+    gpu_count: int | None = None
+    if price_usd_per_hour is not None:
+        price_hour = Factor(
+            "price",
+            price_usd_per_hour,
+            "USD/h",
+            source="user-supplied",
+            note="given to greenml (spot, reserved or negotiated price)",
+        )
+    elif instance_type is not None:
+        if provider is None or loc is None or loc.region is None:
+            raise ConfigError(
+                f"instance_type={instance_type!r} needs a cloud location to price it "
+                "(location='aws:<region>', 'gcp:<region>' or 'azure:<region>'), or give "
+                "price_usd_per_hour"
+            )
+        from greenml.factors.prices import lookup_price
+
+        row = lookup_price(provider, instance_type, loc.region)
+        price_hour = row.factor()
+        gpu_count = row.gpu_count
+    elif usd_per_kwh is not None:
+        price_kwh = Factor(
+            "electricity_price",
+            usd_per_kwh,
+            "USD/kWh",
+            source="user-supplied",
+            note="electricity for own hardware, applied to facility energy",
+        )
+    else:
+        flags.append("no_price")
+
+    if instance_share is not None and not (0 < instance_share <= 1):
+        raise ConfigError(f"instance_share={instance_share!r} must be in (0, 1]")
+    if scope is not None and scope not in SCOPES:
+        raise ConfigError(f"scope={scope!r} is invalid; use one of {', '.join(SCOPES)}")
+    chosen_scope = scope or ("scope3-cat1" if provider is not None else "scope2")
+
+    return RunFactors(
+        location=loc,
+        grid=grid,
+        pue=pue_factor,
+        price_per_hour=price_hour,
+        price_per_kwh=price_kwh,
+        gpu_count_on_instance=gpu_count,
+        share_override=instance_share,
+        scope=chosen_scope,
+        hourly_csv=hourly_intensity_csv,
+        market={
+            "supplier_g_per_kwh": supplier_g_per_kwh,
+            "renewable_share": renewable_share,
+            "residual_mix_g_per_kwh": residual_mix_g_per_kwh,
+        },
+        flags=tuple(flags),
+    )
