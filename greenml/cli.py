@@ -142,5 +142,199 @@ def demo(
         click.echo(_format(fp))
 
 
+def _estimate_text(est: object, title: str) -> list[str]:
+    from greenml.estimate import Estimate
+
+    assert isinstance(est, Estimate)
+    fp = est.footprint
+
+    def opt(x: float | None, fmt: str, unit: str) -> str:
+        return "n/a" if x is None else f"{x:{fmt}} {unit}"
+
+    lines = [
+        f"{title}: {est.location or '(no location)'} ({fp.scope})",
+        f"  IT energy        {est.it_energy_kwh:,.3f} kWh",
+        f"  facility energy  {fp.energy_kwh:,.3f} kWh (PUE {fp.pue})",
+        f"  CO2e location    {opt(fp.co2e_kg, ',.3f', 'kg')}",
+        f"  CO2e market      {opt(fp.co2e_market_kg, ',.3f', 'kg')}",
+        f"  cost             {opt(fp.cost_usd, ',.2f', 'USD')}",
+    ]
+    for f in fp.factors:
+        year = f", {f.year}" if f.year else ""
+        lic = f"; licence: {f.licence}" if f.licence else ""
+        lines.append(f"    {f.name} = {f.value:.6g} {f.unit} [{f.source}{year}{lic}]")
+    lines += [f"  note: {r}" for r in est.reasons]
+    if fp.flags:
+        lines.append("  flags: " + ", ".join(fp.flags))
+    return lines
+
+
+@main.command()
+@click.option("--gpu", default=None, help="GPU model (A100, H100, V100-SXM2...): its board power.")
+@click.option("--count", type=int, default=1, show_default=True, help="Number of GPUs.")
+@click.option("--hours", type=float, default=1.0, show_default=True, help="Wall-clock hours.")
+@click.option("--location", default=None, help="aws:<region>, gcp:<region>, FR, US-CA...")
+@click.option("--instance", "instance_type", default=None, help="Cloud instance type.")
+@click.option("--compare", default=None, help="Other locations, comma-separated.")
+@click.option("--power-w", type=float, default=None, help="Average draw per GPU, W.")
+@click.option("--pue", type=float, default=None, help="Override the PUE.")
+@click.option("--grid-intensity", type=float, default=None, help="Override, gCO2e/kWh.")
+@click.option("--energy-kwh", type=float, default=None, help="IT energy; skips the power model.")
+@click.option("--price-usd-per-hour", type=float, default=None, help="Override the price.")
+@click.option("--allow-assumed-location", is_flag=True, help="World average if no location.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def estimate(
+    gpu: str | None,
+    count: int,
+    hours: float,
+    location: str | None,
+    instance_type: str | None,
+    compare: str | None,
+    power_w: float | None,
+    pue: float | None,
+    grid_intensity: float | None,
+    energy_kwh: float | None,
+    price_usd_per_hour: float | None,
+    allow_assumed_location: bool,
+    fmt: str,
+) -> None:
+    """Estimate kWh, CO2e and cost of a run, with the factors used."""
+    from greenml import estimate as est_mod
+    from greenml.config import resolve as resolve_settings
+    from greenml.errors import ConfigError
+
+    try:
+        resolve_settings(
+            {
+                "pue": pue,
+                "grid_intensity_g_per_kwh": grid_intensity,
+                "price_usd_per_hour": price_usd_per_hour,
+            },
+            environ={},
+            config_dir=None,
+        )
+        kwargs = dict(
+            gpu=gpu,
+            count=count,
+            hours=hours,
+            power_w=power_w,
+            energy_kwh=energy_kwh,
+            pue=pue,
+            grid_intensity_g_per_kwh=grid_intensity,
+            instance_type=instance_type,
+            price_usd_per_hour=price_usd_per_hour,
+            allow_assumed_location=allow_assumed_location,
+        )
+        base = est_mod.estimate(location=location, **kwargs)  # type: ignore[arg-type]
+        alts = []
+        if compare:
+            places = [c.strip() for c in compare.split(",") if c.strip()]
+            alt_kwargs = {**kwargs, "grid_intensity_g_per_kwh": None, "pue": None}
+            alts = est_mod.compare(base, places, **alt_kwargs)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    if fmt == "json":
+        out = base.to_dict()
+        if compare:
+            out["alternatives"] = [a.to_dict() for a in alts]
+        click.echo(json.dumps(out, indent=2))
+        return
+    lines = _estimate_text(base, "estimate")
+    for alt in alts:
+        lines += _estimate_text(alt, "compare")
+    if alts:
+        options = [base, *alts]
+        greener = min(options, key=lambda e: e.footprint.co2e_kg or float("inf"))
+        lines.append(f"lowest CO2e: {greener.location}")
+        priced = [e for e in options if e.footprint.cost_usd is not None]
+        if priced:
+            cheaper = min(priced, key=lambda e: e.footprint.cost_usd or 0.0)
+            lines.append(f"lowest cost: {cheaper.location}")
+    click.echo("\n".join(lines))
+
+
+@main.group()
+def tables() -> None:
+    """The shipped factor tables, their sources, years and licences."""
+
+
+_TABLES = {
+    "grid": "grid intensity per country / US state / Canadian province / Nordic zone / "
+    "Chinese province (CodeCarbon's data: OWID/Ember CC BY 4.0, EPA eGRID, ENTSO-E, MEE)",
+    "regions": "cloud region -> grid zone (provider documentation)",
+    "gcp-carbon": "Google's per-region grid intensity and CFE% (region-carbon-info, Apache-2.0)",
+    "pue": "default PUE per provider (provider reports, Uptime Institute)",
+    "prices": "on-demand GPU instance prices (public price lists, with as_of dates)",
+}
+
+
+@tables.command("list")
+def tables_list() -> None:
+    """List the tables."""
+    for name, what in _TABLES.items():
+        click.echo(f"{name:<11} {what}")
+
+
+@tables.command("show")
+@click.argument("table", type=click.Choice(sorted(_TABLES)))
+@click.option("--zone", default=None, help="grid: the zone (FR, US-CA, SE-3...).")
+@click.option("--provider", default=None, help="regions/prices: aws, gcp or azure.")
+def tables_show(table: str, zone: str | None, provider: str | None) -> None:
+    """Show rows of a table, with their provenance."""
+    from greenml.errors import ConfigError
+
+    try:
+        rows = _table_rows(table, zone, provider)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    for row in rows:
+        click.echo(row)
+
+
+def _table_rows(table: str, zone: str | None, provider: str | None) -> list[str]:
+    if table == "grid":
+        from greenml.factors.grid import zone_intensity
+
+        if zone is None:
+            raise click.UsageError("tables show grid needs --zone (e.g. --zone FR)")
+        g = zone_intensity(zone)
+        return [
+            f"{g.zone}: {g.g_per_kwh:.1f} g/kWh ({g.basis}, {g.year}) source: {g.source}; "
+            f"licence: {g.licence}" + (f"; {g.note}" if g.note else "")
+        ]
+    if table == "regions":
+        from greenml.factors.regions import load_cloud_regions
+
+        return [
+            f"{r.provider}:{r.region} -> {r.zone} ({r.city or r.country}) [{r.source}, "
+            f"{r.source_year}; {r.licence}]"
+            for r in load_cloud_regions().values()
+            if provider is None or r.provider == provider
+        ]
+    if table == "gcp-carbon":
+        from greenml.factors.regions import load_gcp_region_carbon
+
+        return [
+            f"gcp:{c.region}: {c.grid_intensity_g_per_kwh} g/kWh, CFE {c.cfe_percent}% "
+            f"({c.year}) [{c.source}; {c.licence}]"
+            for c in load_gcp_region_carbon().values()
+        ]
+    if table == "pue":
+        from greenml.factors.pue import load_pue_table
+
+        return [
+            f"{r.provider} ({r.region}): {r.pue} ({r.year}) [{r.source}; {r.licence}]"
+            for r in load_pue_table().values()
+        ]
+    from greenml.factors.prices import load_prices
+
+    return [
+        f"{p.provider}:{p.region} {p.instance_type}: {p.gpu_count} x {p.gpu_model}, "
+        f"{p.usd_per_hour} USD/h {p.pricing}, as of {p.as_of} [{p.source}; {p.licence}]"
+        for p in load_prices()
+        if provider is None or p.provider == provider
+    ]
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
