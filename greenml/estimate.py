@@ -39,6 +39,8 @@ class Estimate:
             "grid_intensity_g_per_kwh": fp.grid_intensity_g_per_kwh,
             "pue": fp.pue,
             "scope": fp.scope,
+            "embodied_co2e_kg": fp.embodied_co2e_kg,
+            "sci_co2e_kg": fp.sci_co2e_kg,
             "factors": [
                 {
                     "name": f.name,
@@ -148,7 +150,22 @@ def estimate(
         instance_type=instance_type,
         scope=rf.scope,
     )
-    fp = dataclasses.replace(fp, factors=tuple(energy_factors) + fp.factors)
+    from greenml.factors.hardware import embodied_kg
+
+    embodied: float | None = None
+    embodied_factors: list[Factor] = []
+    if energy_kwh is None:
+        server_gpus = rf.gpu_count_on_instance or count
+        embodied, embodied_factors = embodied_kg(
+            server_gpus, hours, share=min(1.0, count / server_gpus)
+        )
+    else:
+        reasons.append("embodied: the hardware is unknown when --energy-kwh replaces the model")
+    fp = dataclasses.replace(
+        fp,
+        factors=tuple(energy_factors) + fp.factors + tuple(embodied_factors),
+        embodied_co2e_kg=embodied,
+    )
     return Estimate(fp.location, fp, kwh, tuple(reasons))
 
 

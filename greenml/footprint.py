@@ -67,7 +67,17 @@ class Footprint:
     location: str | None = None
     instance_type: str | None = None
     scope: str | None = None  # scope2 (own hardware) | scope3-cat1 (cloud), GHG Protocol
+    #: SCI view (ISO/IEC 21031): the hardware's embodied emissions amortised over the
+    #: reserved time. Never part of co2e_kg / co2e_market_kg (the GHG-inventory figures).
+    embodied_co2e_kg: float | None = None
     final: bool = True
+
+    @property
+    def sci_co2e_kg(self) -> float | None:
+        """SCI per run: location-based operational CO2e + embodied (ISO/IEC 21031:2024)."""
+        if self.co2e_kg is None or self.embodied_co2e_kg is None:
+            return None
+        return self.co2e_kg + self.embodied_co2e_kg
 
     @property
     def it_energy_kwh(self) -> float:

@@ -23,6 +23,7 @@ footprint's ``flags`` and never raised into the training code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -417,7 +418,8 @@ class Tracker:
                 final=final,
             )
         end = now_s if self._stop_s is None else self._stop_s
-        return compute(
+        embodied, embodied_factors = self._embodied(states, end - self._start_s)
+        fp = compute(
             duration_s=end - self._start_s,
             gpu_j=per_kind["gpu"],
             cpu_j=per_kind["cpu"],
@@ -432,6 +434,28 @@ class Tracker:
             scope=self.run_factors.scope,
             final=final,
         )
+        return dataclasses.replace(
+            fp, embodied_co2e_kg=embodied, factors=fp.factors + tuple(embodied_factors)
+        )
+
+    def _embodied(
+        self, states: Mapping[str, ChannelState], duration_s: float
+    ) -> tuple[float | None, list[Factor]]:
+        """Embodied CO2e of the server for the run's time (SCI). On a cloud instance: the
+        instance's GPUs, allocated by the share the job used; else the GPUs measured."""
+        from greenml.factors.hardware import embodied_kg
+
+        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
+        rf = self.run_factors
+        count, share = gpus, 1.0
+        if rf.gpu_count_on_instance is not None:
+            count = rf.gpu_count_on_instance
+            share = rf.share_override or min(1.0, max(gpus, 1) / count)
+        try:
+            return embodied_kg(count, duration_s / 3600.0, share=share)
+        except Exception as e:  # pragma: no cover - a broken user table must not fail a run
+            logger.warning("greenml: embodied carbon not computed: %s", e)
+            return None, []
 
 
 def _measurement(devices: list[DeviceEnergy]) -> str:

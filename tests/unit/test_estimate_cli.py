@@ -125,3 +125,15 @@ def test_tables_show_rows_with_provenance():
     assert "p4d.24xlarge" in prices.output and "as of 2026-01-21" in prices.output
     listing = run("tables", "list")
     assert all(name in listing.output for name in ("grid", "regions", "pue", "prices"))
+
+
+def test_embodied_carbon_is_reported_apart_from_co2e():
+    out = estimate_json("--gpu", "A100", "--count", "8", "--hours", "100", "--location", "FR")
+    # By hand: 8 x 400 W (A100 SXM4 board power) x 100 h = 320 kWh IT.
+    assert out["it_energy_kwh"] == pytest.approx(320.0)
+    # SCI: (1000 kg server + 8 x 150 kg GPUs) x 100 h / (4 y x 8760 h) = 6.2785 kg,
+    # never added into the GHG-inventory co2e_kg.
+    assert out["embodied_co2e_kg"] == pytest.approx(2200.0 * 100 / (4 * 8760))
+    assert out["sci_co2e_kg"] == pytest.approx(out["co2e_kg"] + out["embodied_co2e_kg"])
+    operational = out["energy_kwh"] * out["grid_intensity_g_per_kwh"] / 1000
+    assert out["co2e_kg"] == pytest.approx(operational)

@@ -125,7 +125,12 @@ def test_footprint_arithmetic_by_hand():
     assert fp.co2e_kg == pytest.approx(0.018 * 400.0 / 1000.0)
     assert fp.co2e_market_kg == fp.co2e_kg  # no market-based factor configured
     assert fp.cost_usd == pytest.approx(3.6 * 36.0 / 3600.0)
-    assert {f.name: (f.value, f.source) for f in fp.factors} == {
+    # Embodied carbon (SCI view), by hand: (1000 kg server + 150 kg GPU) x 36 s over a
+    # 4-year life; kept apart from co2e_kg.
+    assert fp.embodied_co2e_kg == pytest.approx(1150.0 * (36.0 / 3600.0) / (4 * 8760))
+    assert fp.sci_co2e_kg == pytest.approx(fp.co2e_kg + fp.embodied_co2e_kg)
+    inventory = [f for f in fp.factors if not f.name.startswith("embodied")]
+    assert {f.name: (f.value, f.source) for f in inventory} == {
         "pue": (1.5, "user-supplied"),
         "grid_intensity": (400.0, "user-supplied"),
         "market_intensity": (400.0, "user-supplied"),
