@@ -182,6 +182,7 @@ def _estimate_text(est: object, title: str) -> list[str]:
 @click.option("--energy-kwh", type=float, default=None, help="IT energy; skips the power model.")
 @click.option("--price-usd-per-hour", type=float, default=None, help="Override the price.")
 @click.option("--allow-assumed-location", is_flag=True, help="World average if no location.")
+@click.option("--tables-dir", default=None, help="A folder of your own factor tables (CSV).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def estimate(
     gpu: str | None,
@@ -196,6 +197,7 @@ def estimate(
     energy_kwh: float | None,
     price_usd_per_hour: float | None,
     allow_assumed_location: bool,
+    tables_dir: str | None,
     fmt: str,
 ) -> None:
     """Estimate kWh, CO2e and cost of a run, with the factors used."""
@@ -224,6 +226,7 @@ def estimate(
             instance_type=instance_type,
             price_usd_per_hour=price_usd_per_hour,
             allow_assumed_location=allow_assumed_location,
+            tables_dir=tables_dir,
         )
         base = est_mod.estimate(location=location, **kwargs)  # type: ignore[arg-type]
         alts = []

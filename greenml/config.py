@@ -42,6 +42,7 @@ class Settings:
     renewable_share: float | None = None
     residual_mix_g_per_kwh: float | None = None
     scope: str | None = None
+    tables_dir: str | None = None
     default_phase: str = "train"
     powercap_root: str = "/sys/class/powercap"
 

@@ -65,6 +65,7 @@ def it_energy(
     hours: float,
     power_w: float | None,
     energy_kwh: float | None,
+    gpus: Any = None,
 ) -> tuple[float, list[Factor]]:
     """IT energy in kWh and the factors behind it."""
     if energy_kwh is not None:
@@ -84,7 +85,7 @@ def it_energy(
     elif gpu is not None:
         from greenml.factors.hardware import find_gpu, gpu_power_factor
 
-        power = gpu_power_factor(find_gpu(gpu))
+        power = gpu_power_factor(find_gpu(gpu, table=gpus))
     else:
         raise ConfigError("give --gpu (its board power is used), --power-w or --energy-kwh")
     return power.value * count * hours / 1000.0, [power]
@@ -103,12 +104,10 @@ def estimate(
     instance_type: str | None = None,
     price_usd_per_hour: float | None = None,
     allow_assumed_location: bool = False,
+    tables_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Estimate:
     """One estimate (see the module docstring)."""
-    kwh, energy_factors = it_energy(
-        gpu=gpu, count=count, hours=hours, power_w=power_w, energy_kwh=energy_kwh
-    )
     rf = resolve_run_factors(
         location=location,
         allow_assumed_location=allow_assumed_location,
@@ -120,7 +119,16 @@ def estimate(
         instance_type=instance_type,
         instance_share=None,
         scope=None,
+        tables_dir=tables_dir,
         environ=environ if environ is not None else {},
+    )
+    kwh, energy_factors = it_energy(
+        gpu=gpu,
+        count=count,
+        hours=hours,
+        power_w=power_w,
+        energy_kwh=energy_kwh,
+        gpus=rf.tables.gpus(),
     )
     share = 1.0
     reasons = []
@@ -157,7 +165,7 @@ def estimate(
     if energy_kwh is None:
         server_gpus = rf.gpu_count_on_instance or count
         embodied, embodied_factors = embodied_kg(
-            server_gpus, hours, share=min(1.0, count / server_gpus)
+            server_gpus, hours, share=min(1.0, count / server_gpus), table=rf.tables.embodied()
         )
     else:
         reasons.append("embodied: the hardware is unknown when --energy-kwh replaces the model")

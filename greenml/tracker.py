@@ -130,6 +130,7 @@ class Tracker:
         renewable_share: float | None = None,
         residual_mix_g_per_kwh: float | None = None,
         scope: str | None = None,
+        tables_dir: str | None = None,
         default_phase: str | None = None,
         powercap_root: str | None = None,
         meters: Sequence[Meter] | Callable[[], Sequence[Meter]] | None = None,
@@ -153,6 +154,7 @@ class Tracker:
             "renewable_share": renewable_share,
             "residual_mix_g_per_kwh": residual_mix_g_per_kwh,
             "scope": scope,
+            "tables_dir": tables_dir,
             "default_phase": default_phase,
             "powercap_root": powercap_root,
         }
@@ -174,6 +176,7 @@ class Tracker:
             supplier_g_per_kwh=s.supplier_g_per_kwh,
             renewable_share=s.renewable_share,
             residual_mix_g_per_kwh=s.residual_mix_g_per_kwh,
+            tables_dir=s.tables_dir,
             environ=environ,
         )
         self._wall_start_s: float | None = None
@@ -452,7 +455,8 @@ class Tracker:
             count = rf.gpu_count_on_instance
             share = rf.share_override or min(1.0, max(gpus, 1) / count)
         try:
-            return embodied_kg(count, duration_s / 3600.0, share=share)
+            table = rf.tables.embodied()
+            return embodied_kg(count, duration_s / 3600.0, share=share, table=table)
         except Exception as e:  # pragma: no cover - a broken user table must not fail a run
             logger.warning("greenml: embodied carbon not computed: %s", e)
             return None, []

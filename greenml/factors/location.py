@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from greenml.errors import ConfigError
 
@@ -54,7 +55,7 @@ class Location:
         return self.provider is not None
 
 
-def parse(text: str, *, origin: str = "argument") -> Location:
+def parse(text: str, *, origin: str = "argument", regions: Any = None) -> Location:
     """Parse a location string; a cloud region must exist in the region table."""
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"location={text!r} is invalid: {_FORMS}")
@@ -69,7 +70,8 @@ def parse(text: str, *, origin: str = "argument") -> Location:
             )
         from greenml.factors.regions import load_cloud_regions, lookup_region
 
-        row = lookup_region(provider, region.strip().lower(), load_cloud_regions())
+        table = load_cloud_regions() if regions is None else regions
+        row = lookup_region(provider, region.strip().lower(), table)
         return Location(s, row.zone, provider, row.region, origin)
     if _COUNTRY.match(s):
         from greenml.factors.grid import alpha3
@@ -90,13 +92,13 @@ _FORMS = (
 )
 
 
-def detect(environ: Mapping[str, str] | None = None) -> Location | None:
+def detect(environ: Mapping[str, str] | None = None, *, regions: Any = None) -> Location | None:
     """A location from the cloud SDKs' environment variables, or None."""
     env = os.environ if environ is None else environ
     for var, provider in REGION_ENV:
         value = env.get(var, "").strip()
         if value:
-            return parse(f"{provider}:{value}", origin=var)
+            return parse(f"{provider}:{value}", origin=var, regions=regions)
     return None
 
 
@@ -106,11 +108,12 @@ def resolve(
     allow_assumed: bool = False,
     environ: Mapping[str, str] | None = None,
     origin: str = "argument",
+    regions: Any = None,
 ) -> Location:
     """The job's location: the given one, else detected, else (only if allowed) assumed."""
     if location is not None:
-        return parse(location, origin=origin)
-    found = detect(environ)
+        return parse(location, origin=origin, regions=regions)
+    found = detect(environ, regions=regions)
     if found is not None:
         return found
     if allow_assumed:

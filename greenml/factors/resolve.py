@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from greenml.errors import ConfigError
 from greenml.factors.location import Location
 from greenml.factors.provenance import Factor
+from greenml.factors.tables import Tables
 
 SCOPES = ("scope2", "scope3-cat1")
 
@@ -43,20 +44,19 @@ class RunFactors:
     gpu_count_on_instance: int | None  # for the job's share of an instance
     share_override: float | None
     scope: str
+    tables: Tables
     hourly_csv: str | None
     market: Mapping[str, float | None]
     flags: tuple[str, ...]
 
 
-def _grid_for(loc: Location) -> Factor:
+def _grid_for(loc: Location, t: Tables) -> Factor:
     from greenml.factors import grid
 
     if loc.assumed:
         return grid.world_average().factor()
     if loc.provider == "gcp" and loc.region is not None:
-        from greenml.factors.regions import load_gcp_region_carbon
-
-        own = load_gcp_region_carbon().get(loc.region)
+        own = t.gcp_carbon().get(loc.region)
         if own is not None:
             return Factor(
                 "grid_intensity",
@@ -97,19 +97,25 @@ def resolve_run_factors(
     supplier_g_per_kwh: float | None = None,
     renewable_share: float | None = None,
     residual_mix_g_per_kwh: float | None = None,
+    tables_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> RunFactors:
     """Resolve and validate every factor (raises :class:`ConfigError` on bad input)."""
     from greenml.factors import location as loc_mod
     from greenml.factors.pue import default_pue, user_pue
+    from greenml.factors.tables import tables as make_tables
 
-    flags: list[str] = []
+    t = make_tables(tables_dir)
+    t.validate()
+    flags: list[str] = [f"user_table:{name}" for name in t.overridden()]
     needs_location = grid_intensity_g_per_kwh is None and hourly_intensity_csv is None
     loc: Location | None
     if location is not None or needs_location:
-        loc = loc_mod.resolve(location, allow_assumed=allow_assumed_location, environ=environ)
+        loc = loc_mod.resolve(
+            location, allow_assumed=allow_assumed_location, environ=environ, regions=t.regions()
+        )
     else:
-        loc = loc_mod.detect(environ)
+        loc = loc_mod.detect(environ, regions=t.regions())
     if loc is not None and loc.assumed:
         flags.append("location_assumed")
 
@@ -127,10 +133,10 @@ def resolve_run_factors(
 
         load_hourly_csv(hourly_intensity_csv)  # validate now, weight at the end
     elif loc is not None:
-        grid = _grid_for(loc)
+        grid = _grid_for(loc, t)
 
     provider = loc.provider if loc is not None else None
-    pue_factor = user_pue(pue) if pue is not None else default_pue(provider)
+    pue_factor = user_pue(pue) if pue is not None else default_pue(provider, table=t.pue())
 
     price_hour: Factor | None = None
     price_kwh: Factor | None = None
@@ -152,7 +158,7 @@ def resolve_run_factors(
             )
         from greenml.factors.prices import lookup_price
 
-        row = lookup_price(provider, instance_type, loc.region)
+        row = lookup_price(provider, instance_type, loc.region, table=t.prices())
         price_hour = row.factor()
         gpu_count = row.gpu_count
     elif usd_per_kwh is not None:
@@ -181,6 +187,7 @@ def resolve_run_factors(
         gpu_count_on_instance=gpu_count,
         share_override=instance_share,
         scope=chosen_scope,
+        tables=t,
         hourly_csv=hourly_intensity_csv,
         market={
             "supplier_g_per_kwh": supplier_g_per_kwh,

@@ -1,0 +1,95 @@
+"""Users' own factor tables (tables_dir) replace the shipped ones, validated up front."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import greenml
+from greenml.cli import main
+from greenml.errors import ConfigError
+from greenml.factors.resolve import resolve_run_factors
+
+PRICE_HEADER = (
+    "provider,instance_type,region,gpu_model,gpu_count,usd_per_hour,pricing,as_of,source,"
+    "licence,note\n"
+)
+PUE_HEADER = "provider,region,pue,year,source,licence,note\n"
+
+
+def factors(tmp_path, **kw):
+    args = dict(
+        location="aws:us-east-1",
+        allow_assumed_location=False,
+        grid_intensity_g_per_kwh=None,
+        hourly_intensity_csv=None,
+        pue=None,
+        price_usd_per_hour=None,
+        usd_per_kwh=None,
+        instance_type=None,
+        instance_share=None,
+        scope=None,
+        tables_dir=str(tmp_path),
+        environ={},
+    )
+    args.update(kw)
+    return resolve_run_factors(**args)
+
+
+def test_own_price_and_pue_tables_replace_the_shipped_ones(tmp_path):
+    (tmp_path / "instance_prices.csv").write_text(
+        PRICE_HEADER + "aws,p4d.24xlarge,us-east-1,A100-40GB,8,12.5,reserved,2026-06-01,"
+        "our 3-year reservation,internal,negotiated\n"
+    )
+    (tmp_path / "pue.csv").write_text(
+        PUE_HEADER + "aws,*,1.2,2026,our facility audit,internal,\n"
+        "onprem,*,1.4,2026,our facility audit,internal,\n"
+    )
+    rf = factors(tmp_path, instance_type="p4d.24xlarge")
+    assert (rf.price_per_hour.value, rf.price_per_hour.source) == (12.5, "our 3-year reservation")
+    assert (rf.pue.value, rf.pue.source) == (1.2, "our facility audit")
+    assert {"user_table:instance_prices.csv", "user_table:pue.csv"} <= set(rf.flags)
+
+
+def test_a_bad_row_stops_the_run_before_it_starts_naming_file_row_and_column(tmp_path):
+    (tmp_path / "pue.csv").write_text(PUE_HEADER + "aws,*,0.9,2026,audit,internal,\n")
+    with pytest.raises(ConfigError, match=r"pue.csv, row 2, column 'pue'"):
+        greenml.track(location="FR", tables_dir=str(tmp_path), environ={})
+
+
+def test_missing_column_is_named(tmp_path):
+    (tmp_path / "pue.csv").write_text("provider,region,pue\naws,*,1.2\n")
+    with pytest.raises(ConfigError, match=r"pue.csv: missing column\(s\) \['year'"):
+        factors(tmp_path)
+
+
+def test_tables_dir_must_be_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match=r"tables_dir=.*is not a folder"):
+        factors(tmp_path / "nope")
+
+
+def test_estimate_cli_uses_own_tables(tmp_path):
+    (tmp_path / "pue.csv").write_text(PUE_HEADER + "onprem,*,1.3,2026,site meter,internal,\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "estimate",
+            "--power-w",
+            "250",
+            "--count",
+            "4",
+            "--hours",
+            "10",
+            "--location",
+            "DE",
+            "--tables-dir",
+            str(tmp_path),
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["pue"] == 1.3 and out["energy_kwh"] == pytest.approx(4 * 0.25 * 10 * 1.3)
