@@ -43,6 +43,8 @@ class Settings:
     residual_mix_g_per_kwh: float | None = None
     scope: str | None = None
     tables_dir: str | None = None
+    location_from_metadata: bool = False
+    metadata_endpoint: str | None = None
     default_phase: str = "train"
     powercap_root: str = "/sys/class/powercap"
 
@@ -161,7 +163,7 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         if x > 1:
             raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: a share is <= 1")
         return x
-    if key == "allow_assumed_location":
+    if key in ("allow_assumed_location", "location_from_metadata"):
         return _boolean(key, value, origin)
     if key == "default_phase":
         try:

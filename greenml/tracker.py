@@ -131,6 +131,8 @@ class Tracker:
         residual_mix_g_per_kwh: float | None = None,
         scope: str | None = None,
         tables_dir: str | None = None,
+        location_from_metadata: bool | None = None,
+        metadata_endpoint: str | None = None,
         default_phase: str | None = None,
         powercap_root: str | None = None,
         meters: Sequence[Meter] | Callable[[], Sequence[Meter]] | None = None,
@@ -155,6 +157,8 @@ class Tracker:
             "residual_mix_g_per_kwh": residual_mix_g_per_kwh,
             "scope": scope,
             "tables_dir": tables_dir,
+            "location_from_metadata": location_from_metadata,
+            "metadata_endpoint": metadata_endpoint,
             "default_phase": default_phase,
             "powercap_root": powercap_root,
         }
@@ -177,6 +181,8 @@ class Tracker:
             renewable_share=s.renewable_share,
             residual_mix_g_per_kwh=s.residual_mix_g_per_kwh,
             tables_dir=s.tables_dir,
+            location_from_metadata=s.location_from_metadata,
+            metadata_endpoint=s.metadata_endpoint,
             environ=environ,
         )
         self._wall_start_s: float | None = None

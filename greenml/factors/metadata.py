@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 PROVIDERS = ("aws", "gcp", "azure")
 DEFAULT_ENDPOINTS: Mapping[str, str] = {
     "aws": "http://169.254.169.254",
-    "gcp": "http://metadata.google.internal",
+    "gcp": "http://169.254.169.254",  # the IP, not metadata.google.internal: no DNS lookup
     "azure": "http://169.254.169.254",
 }
 DEFAULT_TIMEOUT_S = 0.5

@@ -98,6 +98,8 @@ def resolve_run_factors(
     renewable_share: float | None = None,
     residual_mix_g_per_kwh: float | None = None,
     tables_dir: str | None = None,
+    location_from_metadata: bool = False,
+    metadata_endpoint: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> RunFactors:
     """Resolve and validate every factor (raises :class:`ConfigError` on bad input)."""
@@ -109,13 +111,19 @@ def resolve_run_factors(
     t.validate()
     flags: list[str] = [f"user_table:{name}" for name in t.overridden()]
     needs_location = grid_intensity_g_per_kwh is None and hourly_intensity_csv is None
-    loc: Location | None
-    if location is not None or needs_location:
+    regions = t.regions()
+    loc: Location | None = loc_mod.detect(environ, regions=regions) if location is None else None
+    if location is None and loc is None and location_from_metadata:
+        # Opt-in only: ask the cloud's metadata service (short timeout, local endpoint).
+        from greenml.factors.metadata import PROVIDERS as META_PROVIDERS
+        from greenml.factors.metadata import query_any
+
+        endpoints = {p: metadata_endpoint for p in META_PROVIDERS} if metadata_endpoint else None
+        loc = query_any(endpoints=endpoints)
+    if loc is None and (location is not None or needs_location):
         loc = loc_mod.resolve(
-            location, allow_assumed=allow_assumed_location, environ=environ, regions=t.regions()
+            location, allow_assumed=allow_assumed_location, environ=environ, regions=regions
         )
-    else:
-        loc = loc_mod.detect(environ, regions=t.regions())
     if loc is not None and loc.assumed:
         flags.append("location_assumed")
 

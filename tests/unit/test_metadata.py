@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -44,7 +45,8 @@ class FakeMetadataServer(ThreadingHTTPServer):
         self.delay_s = 0.0
         self.rotate_tokens = False  # True: a new token per PUT is issued and the old one dropped
         self.tokens: set[str] = set()
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        # (method, path, headers); the headers are an email.message.Message, so case-blind.
+        self.requests: list[tuple[str, str, Message]] = []
         self.release = threading.Event()  # set at teardown to wake sleeping handlers
 
     @property
@@ -59,10 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _begin(self) -> bool:
-        self.server.requests.append((self.command, self.path, dict(self.headers)))
-        if self.server.delay_s and self.server.release.wait(self.server.delay_s):
-            return False  # the test is over: drop the connection without answering
-        return True
+        self.server.requests.append((self.command, self.path, self.headers))
+        # A delayed answer is dropped if the test ends first (release is set at teardown).
+        return not (self.server.delay_s and self.server.release.wait(self.server.delay_s))
 
     def _send(self, status: int, body: str = "") -> None:
         data = body.encode()
@@ -111,7 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[FakeMetadataServer]:
     srv = FakeMetadataServer()
-    thread = threading.Thread(target=srv.serve_forever, name="fake-metadata", daemon=True)
+    thread = threading.Thread(
+        target=srv.serve_forever, args=(0.05,), name="fake-metadata", daemon=True
+    )
     thread.start()
     try:
         yield srv

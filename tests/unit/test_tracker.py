@@ -386,3 +386,46 @@ def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path, caplog):
     assert fp.measurement == "counter"
     warnings = [r for r in caplog.records if "no GPU measured" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+
+
+def test_metadata_service_only_when_asked(tmp_path):
+    import http.server
+    import threading as _threading
+
+    asked = []
+
+    class Azure(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            if self.path.startswith("/metadata/instance/compute/location") and (
+                self.headers.get("Metadata") == "true"
+            ):
+                body = b"westeurope"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+        def do_PUT(self):
+            asked.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Azure)
+    _threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(ConfigError, match="location is unknown"):
+            greenml.track(environ={}, metadata_endpoint=url)  # not opted in: no request
+        assert asked == []
+        run = greenml.track(environ={}, location_from_metadata=True, metadata_endpoint=url)
+        loc = run.run_factors.location
+        assert (loc.provider, loc.region, loc.zone) == ("azure", "westeurope", "NL")
+        assert loc.origin == "azure metadata service"
+    finally:
+        server.shutdown()
+        server.server_close()
