@@ -27,6 +27,7 @@ tables (pandas included), so this module is imported only when a factor is neede
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from dataclasses import dataclass
@@ -100,9 +101,12 @@ def alpha3(country: str) -> str:
     if found is None and len(code) == 3:
         found = pycountry.countries.get(alpha_3=code)
     if found is None:
+        codes = [c.alpha_2 for c in pycountry.countries] + [c.alpha_3 for c in pycountry.countries]
+        close = difflib.get_close_matches(code, codes, n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"location {country!r} is not an ISO 3166-1 country code (alpha-2 such as 'FR' "
-            "or alpha-3 such as 'FRA')"
+            f"or alpha-3 such as 'FRA'){hint}"
         )
     return str(found.alpha_3)
 
@@ -145,7 +149,12 @@ def us_state_intensity(state: str) -> GridFactor:
             basis="combustion",
             note=f"{name.title()}; converted from {row['emissions']} lb/MWh",
         )
-    raise ConfigError(f"no eGRID figure for US state {state!r} (US-{code})")
+    codes = sorted(
+        f"US-{row['regionCode']}" for name, row in data.items() if not name.startswith("_")
+    )
+    close = difflib.get_close_matches(f"US-{code}", codes, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(codes)}"
+    raise ConfigError(f"no eGRID figure for US state {state!r} (US-{code}); {hint}")
 
 
 # CodeCarbon's per-source factors (carbon_intensity_per_source.json) for the fossil

@@ -98,3 +98,10 @@ def test_factor_carries_provenance():
 def test_unknown_zones_are_errors_not_guesses(zone, message):
     with pytest.raises(ConfigError, match=message):
         grid.zone_intensity(zone)
+
+
+def test_misspelt_zones_get_suggestions():
+    with pytest.raises(ConfigError, match=r"did you mean .*\bFRA\b"):
+        grid.zone_intensity("FRR")
+    with pytest.raises(ConfigError, match=r"did you mean .*US-TX"):
+        grid.zone_intensity("US-CX")
