@@ -54,6 +54,10 @@ def _format(fp: object) -> str:
         lines.append(f"CO2e (market)     {fp.co2e_market_kg * 1000:10.4f} g")
     if fp.cost_usd is not None:
         lines.append(f"cost              {fp.cost_usd:10.6f} USD")
+    if fp.embodied_co2e_kg is not None:
+        lines.append(
+            f"embodied (SCI)    {fp.embodied_co2e_kg * 1000:10.4f} g  (not in the CO2e above)"
+        )
     lines.append(f"measurement       {fp.measurement}")
     lines.append(f"location          {fp.location} ({fp.scope})")
     for name, ph in fp.phases.items():
