@@ -35,18 +35,16 @@ gives exactly the formula above. (Cloud Carbon Footprint's own code amortises ov
 
 from __future__ import annotations
 
-import csv
 import difflib
 import functools
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import resources
 from os import PathLike
-from pathlib import Path
 
 from greenml.errors import ConfigError
+from greenml.factors.csvtable import read_table, rows
 from greenml.factors.provenance import Factor
 
 HOURS_PER_YEAR = 365 * 24
@@ -107,62 +105,7 @@ def normalise_name(name: str) -> str:
 # --- reading tables -------------------------------------------------------------------
 
 
-def _read_rows(
-    path: str | PathLike[str] | None, shipped: str, columns: tuple[str, ...]
-) -> tuple[str, list[tuple[int, dict[str, str]]]]:
-    """(label for messages, [(line number, row)]) with the header checked."""
-    if path is None:
-        label = shipped
-        text = resources.files("greenml.factors").joinpath(f"data/{shipped}").read_text("utf-8")
-    else:
-        label = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{label}: cannot read the table: {e}") from e
-    reader = csv.DictReader(text.splitlines())
-    header = reader.fieldnames or []
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ConfigError(
-            f"{label}: missing column(s) {', '.join(missing)}; expected {', '.join(columns)}"
-        )
-    rows = []
-    for row in reader:
-        line = reader.line_num
-        if None in row:
-            raise ConfigError(f"{label} row {line}: more fields than the header has columns")
-        rows.append((line, {k: (v or "").strip() for k, v in row.items()}))
-    return label, rows
-
-
-def _text(label: str, line: int, row: dict[str, str], column: str) -> str:
-    value = row[column]
-    if not value:
-        raise ConfigError(f"{label} row {line} column {column}: empty")
-    return value
-
-
-def _positive(label: str, line: int, row: dict[str, str], column: str) -> float:
-    raw = row[column]
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{label} row {line} column {column}: {raw!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{label} row {line} column {column}: {raw!r} must be > 0")
-    return value
-
-
-def _year(label: str, line: int, row: dict[str, str]) -> int:
-    raw = row["year"]
-    try:
-        year = int(raw)
-    except ValueError:
-        raise ConfigError(f"{label} row {line} column year: {raw!r} is not a year") from None
-    if not 1990 <= year <= 2100:
-        raise ConfigError(f"{label} row {line} column year: {raw!r} is not a plausible year")
-    return year
+_PLAUSIBLE_YEARS = (1990, 2100)
 
 
 def load_gpus(path: str | PathLike[str] | None = None) -> tuple[GpuSpec, ...]:
@@ -178,34 +121,33 @@ def _shipped_gpus() -> tuple[GpuSpec, ...]:
 
 
 def _parse_gpus(path: str | PathLike[str] | None) -> tuple[GpuSpec, ...]:
-    label, rows = _read_rows(path, "gpus.csv", GPU_COLUMNS)
+    label, text = read_table(path, "gpus.csv")
     specs: list[GpuSpec] = []
     seen: dict[str, tuple[int, str]] = {}  # normalised name -> (line, model)
-    for line, row in rows:
-        model = _text(label, line, row, "model")
+    for row in rows(label, text, GPU_COLUMNS):
+        model = row.text("model")
         aliases = tuple(a.strip() for a in row["aliases"].split("|") if a.strip())
         for column, names in (("model", (model,)), ("aliases", aliases)):
             for name in names:
                 key = normalise_name(name)
                 if not key:
-                    raise ConfigError(f"{label} row {line} column {column}: {name!r} is no name")
-                if key in seen and seen[key][0] != line:
+                    raise row.error(column, "is no name (no letters or digits)", value=name)
+                if key in seen and seen[key][0] != row.n:
                     first_line, first_model = seen[key]
-                    raise ConfigError(
-                        f"{label} row {line} column {column}: {name!r} duplicates "
-                        f"{first_model!r} (row {first_line})"
+                    raise row.error(
+                        column, f"duplicates {first_model!r} (row {first_line})", value=name
                     )
-                seen[key] = (line, model)
+                seen[key] = (row.n, model)
         specs.append(
             GpuSpec(
                 model=model,
                 aliases=aliases,
-                tdp_w=_positive(label, line, row, "tdp_w"),
-                form_factor=_text(label, line, row, "form_factor"),
-                memory_gb=_positive(label, line, row, "memory_gb"),
-                source=_text(label, line, row, "source"),
-                year=_year(label, line, row),
-                licence=_text(label, line, row, "licence"),
+                tdp_w=row.number("tdp_w", positive=True),
+                form_factor=row.text("form_factor"),
+                memory_gb=row.number("memory_gb", positive=True),
+                source=row.text("source"),
+                year=row.year("year", bounds=_PLAUSIBLE_YEARS),
+                licence=row.text("licence"),
                 note=row["note"],
             )
         )
@@ -227,23 +169,21 @@ def _shipped_embodied() -> tuple[tuple[str, EmbodiedItem], ...]:
 
 
 def _parse_embodied(path: str | PathLike[str] | None) -> dict[str, EmbodiedItem]:
-    label, rows = _read_rows(path, "embodied.csv", EMBODIED_COLUMNS)
+    label, text = read_table(path, "embodied.csv")
     items: dict[str, tuple[int, EmbodiedItem]] = {}
-    for line, row in rows:
-        name = _text(label, line, row, "item")
+    for row in rows(label, text, EMBODIED_COLUMNS):
+        name = row.text("item")
         if name in items:
-            raise ConfigError(
-                f"{label} row {line} column item: {name!r} duplicates row {items[name][0]}"
-            )
+            raise row.error("item", f"duplicates row {items[name][0]}")
         items[name] = (
-            line,
+            row.n,
             EmbodiedItem(
                 item=name,
-                kg_co2e=_positive(label, line, row, "kg_co2e"),
-                lifetime_years=_positive(label, line, row, "lifetime_years"),
-                source=_text(label, line, row, "source"),
-                year=_year(label, line, row),
-                licence=_text(label, line, row, "licence"),
+                kg_co2e=row.number("kg_co2e", positive=True),
+                lifetime_years=row.number("lifetime_years", positive=True),
+                source=row.text("source"),
+                year=row.year("year", bounds=_PLAUSIBLE_YEARS),
+                licence=row.text("licence"),
                 note=row["note"],
             ),
         )

@@ -19,18 +19,17 @@ unknown instance type is an error suggesting the closest known names. Cloud pric
 
 from __future__ import annotations
 
-import csv
 import datetime
 import difflib
 import functools
-import importlib.resources
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from greenml.errors import ConfigError
+from greenml.factors.csvtable import read_table, rows
 from greenml.factors.provenance import Factor
 
 COLUMNS = (
@@ -94,98 +93,56 @@ class InstancePrice:
 def load_prices(path: str | os.PathLike[str] | None = None) -> tuple[InstancePrice, ...]:
     """Read a price table; ``None`` means the table shipped with greenml (read once).
 
-    Raises :class:`ConfigError` naming the file, the row (line number, header = 1) and the
-    column for a missing column, an empty required field, a price that is not a positive
-    number, a GPU count that is not a positive integer, a date that is not ISO
-    ``YYYY-MM-DD``, an unknown provider, or a duplicated (provider, instance, region).
+    Raises :class:`ConfigError` for a file that cannot be read, and, naming the file, the
+    row (line number, header = 1) and the column, for a missing column, an empty required
+    field, a price that is not a positive number, a GPU count that is not a positive
+    integer, a date that is not ISO ``YYYY-MM-DD``, an unknown provider, or a duplicated
+    (provider, instance, region).
     """
     if path is None:
         return _shipped_prices()
-    with open(path, newline="", encoding="utf-8") as f:
-        return _parse(f, os.fspath(path))
+    return _parse(*read_table(path, _SHIPPED))
 
 
 @functools.cache
 def _shipped_prices() -> tuple[InstancePrice, ...]:
-    ref = importlib.resources.files("greenml.factors").joinpath("data", _SHIPPED)
-    with ref.open("r", newline="", encoding="utf-8") as f:
-        return _parse(f, f"greenml/factors/data/{_SHIPPED}")
+    return _parse(*read_table(None, _SHIPPED))
 
 
-def _parse(lines: Iterable[str], name: str) -> tuple[InstancePrice, ...]:
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames or []
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise ConfigError(
-            f"{name}, row 1 (header): missing column(s) {', '.join(missing)}; "
-            f"expected columns: {','.join(COLUMNS)}"
-        )
+def _parse(label: str, text: str) -> tuple[InstancePrice, ...]:
+    # A row may carry cells beyond the header's columns; they are ignored, as before.
     prices: list[InstancePrice] = []
     seen: dict[tuple[str, str, str], int] = {}
-    for record in reader:
-        row = reader.line_num
-        price = _row(record, name, row)
-        key = (price.provider, price.instance_type, price.region)
-        if key in seen:
-            raise ConfigError(
-                f"{name}, row {row}, column instance_type: {'/'.join(key)} is already "
-                f"priced in row {seen[key]}"
+    for row in rows(label, text, COLUMNS, extra_cells=True):
+        provider = row["provider"].lower()
+        if provider not in PROVIDERS:
+            raise row.error(
+                "provider", f"is not a known provider; use one of {', '.join(PROVIDERS)}"
             )
-        seen[key] = row
+        for column in _REQUIRED_TEXT:
+            row.text(column)
+        price = InstancePrice(
+            provider=provider,
+            instance_type=row["instance_type"],
+            region=row["region"],
+            gpu_model=row["gpu_model"],
+            usd_per_hour=row.number("usd_per_hour", positive=True),
+            gpu_count=row.whole("gpu_count", minimum=1),  # an instance priced here has a GPU
+            pricing=row["pricing"],
+            as_of=row.date("as_of"),
+            source=row["source"],
+            licence=row["licence"],
+            note=row["note"],
+        )
+        key = (provider, price.instance_type, price.region)
+        if key in seen:
+            raise row.error(
+                "instance_type",
+                f"in {provider} {price.region} is already priced in row {seen[key]}",
+            )
+        seen[key] = row.n
         prices.append(price)
     return tuple(prices)
-
-
-def _row(record: dict[str, str | None], name: str, row: int) -> InstancePrice:
-    def bad(column: str, why: str) -> ConfigError:
-        return ConfigError(f"{name}, row {row}, column {column}: {why}")
-
-    def text(column: str) -> str:
-        return (record.get(column) or "").strip()
-
-    provider = text("provider").lower()
-    if provider not in PROVIDERS:
-        raise bad("provider", f"unknown provider {text('provider')!r}; known: {PROVIDERS}")
-    for column in _REQUIRED_TEXT:
-        if not text(column):
-            raise bad(column, "empty; every price needs it")
-
-    raw_price = text("usd_per_hour")
-    try:
-        usd_per_hour = float(raw_price)
-    except ValueError:
-        raise bad("usd_per_hour", f"{raw_price!r} is not a number") from None
-    if not math.isfinite(usd_per_hour) or usd_per_hour <= 0:
-        raise bad("usd_per_hour", f"{raw_price!r} is not a positive price")
-
-    raw_count = text("gpu_count")
-    try:
-        gpu_count = int(raw_count)
-    except ValueError:
-        raise bad("gpu_count", f"{raw_count!r} is not an integer") from None
-    if gpu_count < 1:
-        raise bad("gpu_count", f"{raw_count!r}: an instance priced here has at least one GPU")
-
-    raw_date = text("as_of")
-    try:
-        as_of = datetime.date.fromisoformat(raw_date)
-    except ValueError:
-        raise bad("as_of", f"{raw_date!r} is not an ISO date (YYYY-MM-DD)") from None
-
-    return InstancePrice(
-        provider=provider,
-        instance_type=text("instance_type"),
-        region=text("region"),
-        gpu_model=text("gpu_model"),
-        gpu_count=gpu_count,
-        usd_per_hour=usd_per_hour,
-        pricing=text("pricing"),
-        as_of=as_of,
-        source=text("source"),
-        licence=text("licence"),
-        note=text("note"),
-    )
 
 
 def lookup_price(

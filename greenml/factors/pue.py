@@ -9,14 +9,12 @@ Institute industry average for own hardware (``onprem``). Rows come from
 
 from __future__ import annotations
 
-import csv
 import functools
 import os
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 from greenml.errors import ConfigError
+from greenml.factors.csvtable import read_table, rows
 from greenml.factors.provenance import Factor
 
 PROVIDERS = ("aws", "gcp", "azure", "onprem")
@@ -53,59 +51,36 @@ def load_pue_table(path: str | os.PathLike[str] | None = None) -> dict[tuple[str
     same columns. Errors name the file, the row (header = 1) and the column."""
     if path is None:
         return dict(_shipped())
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise ConfigError(f"PUE table {str(p)!r} cannot be read: {e}") from None
-    return _parse(text, str(p))
+    # A user's file may start with a byte-order mark (spreadsheets save one).
+    return _parse(*read_table(path, "pue.csv", encoding="utf-8-sig"))
 
 
 @functools.cache
 def _shipped() -> dict[tuple[str, str], PueRow]:
-    text = resources.files("greenml.factors").joinpath("data/pue.csv").read_text("utf-8")
-    return _parse(text, "pue.csv (shipped)")
+    return _parse(*read_table(None, "pue.csv"))
 
 
-def _parse(text: str, label: str) -> dict[tuple[str, str], PueRow]:
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in PUE_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ConfigError(f"{label}: missing column(s) {missing}; needs {list(PUE_COLUMNS)}")
-    rows: dict[tuple[str, str], PueRow] = {}
-    for n, row in enumerate(reader, start=2):
-
-        def bad(column: str, why: str, n: int = n, row: dict[str, str] = row) -> ConfigError:
-            return ConfigError(f"{label}, row {n}, column {column!r}: {row.get(column)!r} {why}")
-
+def _parse(label: str, text: str) -> dict[tuple[str, str], PueRow]:
+    # Cells are taken as written (not trimmed) and a row may carry extra cells, as before.
+    table: dict[tuple[str, str], PueRow] = {}
+    for row in rows(label, text, PUE_COLUMNS, strip=False, extra_cells=True):
         if row["provider"] not in PROVIDERS:
-            raise bad("provider", f"is not one of {PROVIDERS}")
-        try:
-            pue = float(row["pue"])
-        except ValueError:
-            raise bad("pue", "is not a number") from None
+            raise row.error(
+                "provider", f"is not a known provider; use one of {', '.join(PROVIDERS)}"
+            )
+        pue = row.number("pue")
         if not 1.0 <= pue < 5.0:
-            raise bad("pue", "must be between 1.0 and 5.0")
-        try:
-            year = int(row["year"])
-        except ValueError:
-            raise bad("year", "is not a year") from None
+            raise row.error("pue", "must be at least 1.0 and below 5.0")
+        year = row.year("year")
         for column in ("region", "source", "licence"):
-            if not (row[column] or "").strip():
-                raise bad(column, "is empty")
+            row.text(column)
         key = (row["provider"], row["region"])
-        if key in rows:
-            raise bad("region", f"repeats provider/region {key}")
-        rows[key] = PueRow(
-            row["provider"],
-            row["region"],
-            pue,
-            year,
-            row["source"],
-            row["licence"],
-            row["note"] or "",
+        if key in table:
+            raise row.error("region", f"repeats provider/region {'/'.join(key)}")
+        table[key] = PueRow(
+            row["provider"], row["region"], pue, year, row["source"], row["licence"], row["note"]
         )
-    return rows
+    return table
 
 
 def default_pue(

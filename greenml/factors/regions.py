@@ -21,17 +21,14 @@ cached; callers get a fresh ``dict`` each time, holding frozen rows.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import functools
-import io
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 
 from greenml.errors import ConfigError
+from greenml.factors.csvtable import read_table, rows
 
 PROVIDERS = ("aws", "azure", "gcp")
 
@@ -59,8 +56,8 @@ GCP_CARBON_COLUMNS = (
     "licence",
 )
 
-_SHIPPED_REGIONS = "data/cloud_regions.csv"
-_SHIPPED_GCP_CARBON = "data/gcp_region_carbon.csv"
+_SHIPPED_REGIONS = "cloud_regions.csv"
+_SHIPPED_GCP_CARBON = "gcp_region_carbon.csv"
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 #: ISO 3166-2 subdivision (US-VA, CN-NX) or a bidding zone of the same shape (SE-3, DK-2).
@@ -95,106 +92,43 @@ class GcpRegionCarbon:
     licence: str
 
 
-# ---------------------------------------------------------------- reading
-
-
-def _where(label: str, row: int, column: str | None = None) -> str:
-    return f"{label} row {row}" + (f", column {column!r}" if column else "")
-
-
-def _rows(text: str, label: str, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(row number, row)`` after checking the header; row 1 is the header."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ConfigError(
-            f"{_where(label, 1, missing[0])}: missing column(s) {', '.join(missing)}; "
-            f"the header must name {', '.join(columns)}"
-        )
-    for row in reader:
-        n = reader.line_num
-        if None in row:  # more cells than header columns
-            raise ConfigError(f"{_where(label, n)}: more cells than the header has columns")
-        yield n, {c: (row[c] or "").strip() for c in columns}
-
-
-def _required(row: dict[str, str], column: str, label: str, n: int) -> str:
-    value = row[column]
-    if not value:
-        raise ConfigError(f"{_where(label, n, column)}: empty; a value is required")
-    return value
-
-
-def _int(row: dict[str, str], column: str, label: str, n: int) -> int:
-    value = _required(row, column, label, n)
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(
-            f"{_where(label, n, column)}: {value!r} is not a whole year (e.g. 2025)"
-        ) from None
-
-
-def _float(row: dict[str, str], column: str, label: str, n: int) -> float:
-    value = _required(row, column, label, n)
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{_where(label, n, column)}: {value!r} is not a number") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ConfigError(f"{_where(label, n, column)}: {value!r} is not a finite number")
-    return number
-
-
-def _read_text(path: str | os.PathLike[str]) -> str:
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return f.read()
-    except OSError as e:
-        raise ConfigError(f"cannot read {os.fspath(path)!s}: {e.strerror or e}") from None
-
-
 # ---------------------------------------------------------------- cloud regions
 
 
-def _parse_regions(text: str, label: str) -> dict[tuple[str, str], CloudRegion]:
+def _parse_regions(label: str, text: str) -> dict[tuple[str, str], CloudRegion]:
     table: dict[tuple[str, str], CloudRegion] = {}
     first_seen: dict[tuple[str, str], int] = {}
-    for n, row in _rows(text, label, REGION_COLUMNS):
+    for row in rows(label, text, REGION_COLUMNS):
         for column in REGION_COLUMNS:
             if column not in _OPTIONAL and column != "source_year":
-                _required(row, column, label, n)
+                row.text(column)
         provider = row["provider"].lower()
         if provider not in PROVIDERS:
-            raise ConfigError(
-                f"{_where(label, n, 'provider')}: unknown provider {row['provider']!r}; "
-                f"use one of {', '.join(PROVIDERS)}"
+            raise row.error(
+                "provider", f"is not a known provider; use one of {', '.join(PROVIDERS)}"
             )
         country = row["country"]
         if not _COUNTRY.match(country):
-            raise ConfigError(
-                f"{_where(label, n, 'country')}: {country!r} is not an ISO 3166-1 alpha-2 "
-                "code (two capital letters, e.g. 'US', 'FR')"
+            raise row.error(
+                "country",
+                "is not an ISO 3166-1 alpha-2 code (two capital letters, e.g. 'US', 'FR')",
             )
         zone = row["zone"]
         if not _ZONE.match(zone):
-            raise ConfigError(
-                f"{_where(label, n, 'zone')}: {zone!r} does not look like an ISO code; give "
-                "the country ('FR') or a subdivision / bidding zone ('US-VA', 'CA-QC', 'SE-3')"
+            raise row.error(
+                "zone",
+                "does not look like an ISO code; give the country ('FR') or a subdivision / "
+                "bidding zone ('US-VA', 'CA-QC', 'SE-3')",
             )
         if zone[:2] != country:
-            raise ConfigError(
-                f"{_where(label, n, 'zone')}: zone {zone!r} is not in country {country!r}"
-            )
-        year = _int(row, "source_year", label, n)
+            raise row.error("zone", f"is not in country {country!r}")
+        year = row.year("source_year")
         key = (provider, row["region"])
         if key in table:
-            raise ConfigError(
-                f"{_where(label, n, 'region')}: duplicate {provider} region {row['region']!r} "
-                f"(first at row {first_seen[key]})"
+            raise row.error(
+                "region", f"is a duplicate {provider} region (first at row {first_seen[key]})"
             )
-        first_seen[key] = n
+        first_seen[key] = row.n
         table[key] = CloudRegion(
             provider=provider,
             region=row["region"],
@@ -212,8 +146,7 @@ def _parse_regions(text: str, label: str) -> dict[tuple[str, str], CloudRegion]:
 
 @functools.cache
 def _shipped_regions() -> dict[tuple[str, str], CloudRegion]:
-    text = resources.files("greenml.factors").joinpath(_SHIPPED_REGIONS).read_text("utf-8")
-    return _parse_regions(text, f"greenml/factors/{_SHIPPED_REGIONS}")
+    return _parse_regions(*read_table(None, _SHIPPED_REGIONS))
 
 
 def load_cloud_regions(
@@ -223,7 +156,7 @@ def load_cloud_regions(
     the same columns (:data:`REGION_COLUMNS`)."""
     if path is None:
         return dict(_shipped_regions())
-    return _parse_regions(_read_text(path), os.fspath(path))
+    return _parse_regions(*read_table(path, _SHIPPED_REGIONS))
 
 
 def lookup_region(
@@ -251,31 +184,19 @@ def lookup_region(
 # ---------------------------------------------------------------- GCP carbon
 
 
-def _parse_gcp_carbon(text: str, label: str) -> dict[str, GcpRegionCarbon]:
+def _parse_gcp_carbon(label: str, text: str) -> dict[str, GcpRegionCarbon]:
     table: dict[str, GcpRegionCarbon] = {}
     first_seen: dict[str, int] = {}
-    for n, row in _rows(text, label, GCP_CARBON_COLUMNS):
+    for row in rows(label, text, GCP_CARBON_COLUMNS):
         for column in ("region", "source", "licence"):
-            _required(row, column, label, n)
-        year = _int(row, "year", label, n)
-        intensity = _float(row, "grid_intensity_g_per_kwh", label, n)
-        if intensity < 0:
-            raise ConfigError(
-                f"{_where(label, n, 'grid_intensity_g_per_kwh')}: {intensity:g} is negative"
-            )
-        cfe = _float(row, "cfe_percent", label, n)
-        if not 0 <= cfe <= 100:
-            raise ConfigError(
-                f"{_where(label, n, 'cfe_percent')}: {cfe:g} is outside 0..100 "
-                "(a percentage, not a fraction)"
-            )
+            row.text(column)
+        year = row.year("year")
+        intensity = row.number("grid_intensity_g_per_kwh", non_negative=True)
+        cfe = row.number("cfe_percent", bounds=(0, 100))
         region = row["region"]
         if region in table:
-            raise ConfigError(
-                f"{_where(label, n, 'region')}: duplicate region {region!r} "
-                f"(first at row {first_seen[region]})"
-            )
-        first_seen[region] = n
+            raise row.error("region", f"is a duplicate region (first at row {first_seen[region]})")
+        first_seen[region] = row.n
         table[region] = GcpRegionCarbon(
             region=region,
             year=year,
@@ -289,8 +210,7 @@ def _parse_gcp_carbon(text: str, label: str) -> dict[str, GcpRegionCarbon]:
 
 @functools.cache
 def _shipped_gcp_carbon() -> dict[str, GcpRegionCarbon]:
-    text = resources.files("greenml.factors").joinpath(_SHIPPED_GCP_CARBON).read_text("utf-8")
-    return _parse_gcp_carbon(text, f"greenml/factors/{_SHIPPED_GCP_CARBON}")
+    return _parse_gcp_carbon(*read_table(None, _SHIPPED_GCP_CARBON))
 
 
 def load_gcp_region_carbon(
@@ -300,4 +220,4 @@ def load_gcp_region_carbon(
     or a user CSV with the same columns (:data:`GCP_CARBON_COLUMNS`)."""
     if path is None:
         return dict(_shipped_gcp_carbon())
-    return _parse_gcp_carbon(_read_text(path), os.fspath(path))
+    return _parse_gcp_carbon(*read_table(path, _SHIPPED_GCP_CARBON))

@@ -296,5 +296,5 @@ def test_bad_gcp_carbon_cell_names_file_row_and_column(tmp_path, row, column, fr
 def test_gcp_carbon_missing_column(tmp_path):
     header = ",".join(c for c in GCP_CARBON_COLUMNS if c != "cfe_percent")
     path = write(tmp_path, f"{header}\nus-east1,2024,500,src,lic\n", "gcp.csv")
-    with pytest.raises(ConfigError, match=r"row 1, column 'cfe_percent'"):
+    with pytest.raises(ConfigError, match=r"row 1: missing column\(s\) 'cfe_percent'"):
         load_gcp_region_carbon(path)

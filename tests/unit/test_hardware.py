@@ -186,7 +186,7 @@ def test_user_gpu_table_is_used(tmp_path):
 def test_missing_column_names_file_and_column(tmp_path):
     header = GPU_HEADER.replace("tdp_w,", "")
     path = _write(tmp_path, "nocol.csv", header, "X1,,SXM,80,src,2024,lic,")
-    with pytest.raises(ConfigError, match=r"nocol\.csv: missing column\(s\) tdp_w"):
+    with pytest.raises(ConfigError, match=r"nocol\.csv, row 1: missing column\(s\) 'tdp_w'"):
         load_gpus(path)
 
 
@@ -196,26 +196,26 @@ def test_missing_column_names_file_and_column(tmp_path):
         ("X2,,abc,SXM,80,src,2024,lic,", "tdp_w", "not a number"),
         ("X2,,0,SXM,80,src,2024,lic,", "tdp_w", "must be > 0"),
         ("X2,,-5,SXM,80,src,2024,lic,", "tdp_w", "must be > 0"),
-        ("X2,,300,SXM,nan,src,2024,lic,", "memory_gb", "must be > 0"),
+        ("X2,,300,SXM,nan,src,2024,lic,", "memory_gb", "not a finite number"),
         ("X2,,300,SXM,80,,2024,lic,", "source", "empty"),
         ("X2,,300,SXM,80,src,recent,lic,", "year", "not a year"),
     ],
 )
 def test_bad_value_names_file_row_and_column(tmp_path, row, column, problem):
     path = _write(tmp_path, "bad.csv", GPU_HEADER, GOOD_ROW, row)
-    with pytest.raises(ConfigError, match=rf"bad\.csv row 3 column {column}: .*{problem}"):
+    with pytest.raises(ConfigError, match=rf"bad\.csv, row 3, column '{column}': .*{problem}"):
         load_gpus(path)
 
 
 def test_duplicate_alias_names_both_rows(tmp_path):
     path = _write(tmp_path, "dup.csv", GPU_HEADER, GOOD_ROW, "X2,x1 sxm,300,SXM,80,s,2024,l,")
-    with pytest.raises(ConfigError, match=r"dup\.csv row 3 column aliases: 'x1 sxm' .*row 2"):
+    with pytest.raises(ConfigError, match=r"dup\.csv, row 3, column 'aliases': 'x1 sxm' .*row 2"):
         load_gpus(path)
 
 
 def test_duplicate_model_is_rejected(tmp_path):
     path = _write(tmp_path, "dup.csv", GPU_HEADER, GOOD_ROW, "X1,,300,SXM,80,s,2024,l,")
-    with pytest.raises(ConfigError, match=r"dup\.csv row 3 column model: 'X1'"):
+    with pytest.raises(ConfigError, match=r"dup\.csv, row 3, column 'model': 'X1'"):
         load_gpus(path)
 
 
@@ -231,5 +231,5 @@ def test_embodied_table_missing_item_and_bad_lifetime(tmp_path):
     bad_life = _write(
         tmp_path, "e2.csv", EMBODIED_HEADER, "server_base,1000,4,s,2021,l,", "gpu,150,0,s,2021,l,"
     )
-    with pytest.raises(ConfigError, match=r"e2\.csv row 3 column lifetime_years"):
+    with pytest.raises(ConfigError, match=r"e2\.csv, row 3, column 'lifetime_years'"):
         load_embodied(bad_life)

@@ -246,7 +246,7 @@ def test_bad_row_names_file_row_and_column(tmp_path, old, new, column):
     with pytest.raises(ConfigError) as e:
         load_prices(path)
     text = str(e.value)
-    assert "bad.csv" in text and "row 3" in text and f"column {column}" in text
+    assert "bad.csv" in text and "row 3" in text and f"column {column!r}" in text
 
 
 def test_duplicate_row_is_rejected(tmp_path):

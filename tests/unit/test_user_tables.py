@@ -61,7 +61,7 @@ def test_a_bad_row_stops_the_run_before_it_starts_naming_file_row_and_column(tmp
 
 def test_missing_column_is_named(tmp_path):
     (tmp_path / "pue.csv").write_text("provider,region,pue\naws,*,1.2\n")
-    with pytest.raises(ConfigError, match=r"pue.csv: missing column\(s\) \['year'"):
+    with pytest.raises(ConfigError, match=r"pue.csv, row 1: missing column\(s\) 'year'"):
         factors(tmp_path)
 
 
