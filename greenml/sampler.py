@@ -25,6 +25,7 @@ are pruned once every channel has moved past them.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 import math
 import threading
@@ -451,25 +452,10 @@ class Ledger:
     def totals(self) -> dict[str, ChannelState]:
         """A consistent copy of every channel's state."""
         with self._lock:
-            out = {}
-            for k, st in self.channels.items():
-                copy = ChannelState(
-                    channel=st.channel,
-                    energy_j=st.energy_j,
-                    phase_j=dict(st.phase_j),
-                    last_t=st.last_t,
-                    last_e=st.last_e,
-                    last_p=st.last_p,
-                    slope_w=st.slope_w,
-                    head_pending_until=st.head_pending_until,
-                    errors=st.errors,
-                    first_error=st.first_error,
-                    lost_at_s=st.lost_at_s,
-                    extrapolated_s=st.extrapolated_s,
-                    series=st.series,
-                )
-                out[k] = copy
-            return out
+            return {
+                k: dataclasses.replace(st, phase_j=dict(st.phase_j), queue=list(st.queue))
+                for k, st in self.channels.items()
+            }
 
 
 class Sampler:

@@ -326,13 +326,13 @@ class Tracker:
         self._sampler.sample()
 
     def _factors(self, states: Mapping[str, ChannelState], end_s: float) -> Factors:
-        from greenml.factors.hourly import load_hourly_csv, market_intensity
+        from greenml.factors.hourly import market_intensity
         from greenml.factors.prices import job_share
 
         rf = self.run_factors
         grid = rf.grid
-        if grid is None and rf.hourly_csv is not None:
-            grid = self._hourly_factor(load_hourly_csv(rf.hourly_csv), states, end_s)
+        if grid is None and rf.hourly is not None:
+            grid = self._hourly_factor(rf.hourly, states, end_s)
         market = None
         if grid is not None:
             market = market_intensity(grid, **rf.market)  # type: ignore[arg-type]

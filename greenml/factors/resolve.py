@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from greenml.errors import ConfigError
+from greenml.factors.hourly import HourlyIntensity, load_hourly_csv
 from greenml.factors.location import Location
 from greenml.factors.provenance import Factor
 from greenml.factors.tables import Tables
@@ -45,7 +46,7 @@ class RunFactors:
     share_override: float | None
     scope: str
     tables: Tables
-    hourly_csv: str | None
+    hourly: HourlyIntensity | None  # read and validated once, weighted at the end
     market: Mapping[str, float | None]
     flags: tuple[str, ...]
 
@@ -128,6 +129,7 @@ def resolve_run_factors(
         flags.append("location_assumed")
 
     grid: Factor | None = None
+    hourly: HourlyIntensity | None = None
     if grid_intensity_g_per_kwh is not None:
         grid = Factor(
             "grid_intensity",
@@ -137,9 +139,7 @@ def resolve_run_factors(
             note="given to greenml (location-based)",
         )
     elif hourly_intensity_csv is not None:
-        from greenml.factors.hourly import load_hourly_csv
-
-        load_hourly_csv(hourly_intensity_csv)  # validate now, weight at the end
+        hourly = load_hourly_csv(hourly_intensity_csv)
     elif loc is not None:
         grid = _grid_for(loc, t)
 
@@ -177,8 +177,6 @@ def resolve_run_factors(
             source="user-supplied",
             note="electricity for own hardware, applied to facility energy",
         )
-    else:
-        flags.append("no_price")
 
     if instance_share is not None and not (0 < instance_share <= 1):
         raise ConfigError(f"instance_share={instance_share!r} must be in (0, 1]")
@@ -196,7 +194,7 @@ def resolve_run_factors(
         share_override=instance_share,
         scope=chosen_scope,
         tables=t,
-        hourly_csv=hourly_intensity_csv,
+        hourly=hourly,
         market={
             "supplier_g_per_kwh": supplier_g_per_kwh,
             "renewable_share": renewable_share,
