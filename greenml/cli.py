@@ -91,6 +91,19 @@ def _format(fp: object) -> str:
 @click.option("--pue", type=float, default=None, help="Power usage effectiveness to apply.")
 @click.option("--grid-intensity", "grid_intensity", type=float, default=None, help="gCO2e/kWh.")
 @click.option("--price-usd-per-hour", type=float, default=None, help="Instance price, USD/h.")
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow store to log into. Default: MLFLOW_TRACKING_URI, else MLflow's local "
+    "store (sqlite:///mlflow.db in this folder).",
+)
+@click.option("--experiment", default="greenml-demo", show_default=True)
+@click.option(
+    "--out",
+    default="greenml-demo-footprint.json",
+    show_default=True,
+    help="Where to write the footprint (JSON, every factor with its source).",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def demo(
     seconds: float,
@@ -100,9 +113,16 @@ def demo(
     pue: float | None,
     grid_intensity: float | None,
     price_usd_per_hour: float | None,
+    tracking_uri: str | None,
+    experiment: str,
+    out: str,
     fmt: str,
 ) -> None:
-    """Run a short CPU job under greenml.track() and print its footprint."""
+    """Run a short job on this machine, tracked into MLflow, and print its footprint.
+
+    The job is a small CPU workload (a GPU, if present, is measured while it runs).
+    With --simulated-gpu, two simulated H100s stand in for GPUs, and the run is tagged
+    greenml.measurement=simulated."""
     import contextlib
 
     import greenml
@@ -132,6 +152,10 @@ def demo(
                 pue=pue,
                 grid_intensity_g_per_kwh=grid_intensity,
                 price_usd_per_hour=price_usd_per_hour,
+                tracking_uri=tracking_uri,
+                experiment=experiment,
+                run_name="demo-simulated-gpu" if simulated_gpu else "demo",
+                log_interval_s=max(0.5, seconds / 10),
             ) as run,
         ):
             _workload(seconds * 0.75)
@@ -140,10 +164,28 @@ def demo(
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     fp = run.footprint
+    data = {"greenml_version": __version__, "greenml_run_id": run.greenml_run_id}
+    data.update(fp.to_dict())
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, default=str)
     if fmt == "json":
-        click.echo(json.dumps(fp.to_dict(), indent=2, default=str))
-    else:
-        click.echo(_format(fp))
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    click.echo(_format(fp))
+    click.echo(f"\nfootprint written to {out}")
+    where = run.mlflow
+    if where is None or where.run_id is None or not where.delivered:
+        click.echo(
+            f"MLflow did not get the run; it is in the journal {where and where.journal}: "
+            "run `greenml sync` once the store is reachable"
+        )
+        return
+    click.echo(f"MLflow run {where.run_id} in experiment {experiment!r} at {where.uri}")
+    click.echo(
+        f"open it with:  mlflow ui --backend-store-uri {where.uri}\n"
+        f"then browse to http://127.0.0.1:5000/#/experiments/{where.experiment_id}/runs/"
+        f"{where.run_id}"
+    )
 
 
 def _estimate_text(est: object, title: str) -> list[str]:
@@ -258,6 +300,58 @@ def estimate(
             cheaper = min(priced, key=lambda e: e.footprint.cost_usd or 0.0)
             lines.append(f"lowest cost: {cheaper.location}")
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.option(
+    "--journal-dir",
+    default=None,
+    help="Folder of journals. Default: the journal_dir setting (.greenml/journal).",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="Send to this MLflow store instead of the one each run was logging to.",
+)
+@click.option(
+    "--include-local",
+    is_flag=True,
+    help="Also send runs recorded with log_to_mlflow=False.",
+)
+def sync(journal_dir: str | None, tracking_uri: str | None, include_local: bool) -> None:
+    """Send journal records that MLflow does not have (safe to run again)."""
+    from greenml import config
+    from greenml.errors import ConfigError
+    from greenml.sinks.sync import sync_all
+
+    if journal_dir is None:
+        try:
+            journal_dir = config.resolve({}).journal_dir
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from e
+    results = sync_all(journal_dir, tracking_uri=tracking_uri, include_local=include_local)
+    if not results:
+        click.echo(f"no journals in {journal_dir}")
+        return
+    failed = 0
+    for r in results:
+        name = r.path.name
+        for number, why in r.bad_lines:
+            click.echo(f"{name}: line {number} skipped: {why}")
+        if r.error:
+            failed += 1
+            click.echo(f"{name}: FAILED after {r.sent} record(s) to {r.tracking_uri}: {r.error}")
+        elif r.skipped:
+            click.echo(f"{name}: skipped: {r.skipped}")
+        elif r.sent or r.ended_killed:
+            ended = "; ended as KILLED (no summary: the process died)" if r.ended_killed else ""
+            click.echo(
+                f"{name}: sent {r.sent} record(s) to run {r.run_id} at {r.tracking_uri}{ended}"
+            )
+        else:
+            click.echo(f"{name}: up to date ({r.already} record(s) already in MLflow)")
+    if failed:
+        raise SystemExit(1)
 
 
 @main.group()

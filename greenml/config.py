@@ -47,6 +47,15 @@ class Settings:
     metadata_endpoint: str | None = None
     default_phase: str = "train"
     powercap_root: str = "/sys/class/powercap"
+    # where the run is recorded (MLflow and the local journal)
+    experiment: str | None = None
+    run_name: str | None = None
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    log_to_mlflow: bool = True
+    journal: bool = True
+    journal_dir: str = ".greenml/journal"
+    log_interval_s: float = 30.0
 
 
 _FIELDS = {f.name for f in fields(Settings)}
@@ -140,7 +149,7 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         return None
     if key == "gpu_ids":
         return _gpu_ids(value, origin)
-    if key == "interval_s":
+    if key in ("interval_s", "log_interval_s"):
         return _number(key, value, origin, positive=True, allow_zero=False)
     if key == "pue":
         x = _number(key, value, origin, positive=True, allow_zero=False)
@@ -163,7 +172,7 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         if x > 1:
             raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: a share is <= 1")
         return x
-    if key in ("allow_assumed_location", "location_from_metadata"):
+    if key in ("allow_assumed_location", "location_from_metadata", "log_to_mlflow", "journal"):
         return _boolean(key, value, origin)
     if key == "default_phase":
         try:

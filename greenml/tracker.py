@@ -26,18 +26,25 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenml import config
+from greenml._version import __version__
 from greenml.errors import ConfigError, GreenMLError, MeasurementError
 from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import DeviceEnergy, Factor, Factors, Footprint, compute
 from greenml.meters.base import Clock, Meter
 from greenml.sampler import ChannelState, Ledger, Sampler
+from greenml.sinks.recorder import Delivery, Recorder
+
+if TYPE_CHECKING:
+    from greenml.sinks.mlflow import MlflowTarget
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +142,14 @@ class Tracker:
         metadata_endpoint: str | None = None,
         default_phase: str | None = None,
         powercap_root: str | None = None,
+        experiment: str | None = None,
+        run_name: str | None = None,
+        run_id: str | None = None,
+        tracking_uri: str | None = None,
+        log_to_mlflow: bool | None = None,
+        journal: bool | None = None,
+        journal_dir: str | None = None,
+        log_interval_s: float | None = None,
         meters: Sequence[Meter] | Callable[[], Sequence[Meter]] | None = None,
         clock: Clock = time.monotonic,
         environ: Mapping[str, str] | None = None,
@@ -161,6 +176,14 @@ class Tracker:
             "metadata_endpoint": metadata_endpoint,
             "default_phase": default_phase,
             "powercap_root": powercap_root,
+            "experiment": experiment,
+            "run_name": run_name,
+            "run_id": run_id,
+            "tracking_uri": tracking_uri,
+            "log_to_mlflow": log_to_mlflow,
+            "journal": journal,
+            "journal_dir": journal_dir,
+            "log_interval_s": log_interval_s,
         }
         self._environ = environ
         self._config_dir = config_dir
@@ -197,6 +220,10 @@ class Tracker:
         self._start_s: float | None = None
         self._stop_s: float | None = None
         self._footprint: Footprint | None = None
+        self._recorder: Recorder | None = None
+        self._signals = _SignalGuard(self)
+        self._stopping = False
+        self.greenml_run_id: str | None = None
         self.last_run: Tracker | None = None  # set on the decorator's Tracker
 
     # -- lifecycle --------------------------------------------------------------------
@@ -217,6 +244,7 @@ class Tracker:
                 self._meters, self._flags = default_meters(
                     self.settings, clock=self._clock, environ=self._environ
                 )
+            target = self._mlflow_target()  # a bad run_id fails here, before any thread
             channels = [c for m in self._meters for c in m.channels()]
             self._start_s = self._clock()
             self._wall_start_s = time.time()
@@ -227,11 +255,117 @@ class Tracker:
                 self._meters, self._ledger, clock=self._clock, interval_s=self.settings.interval_s
             )
             self._sampler.start()
+            self._recorder = self._make_recorder(target)
+            if self._recorder is not None:
+                self._recorder.start()
+        self._signals.install()
         return self
 
-    def stop(self) -> Footprint:
-        """Stop sampling and compute the footprint. Safe to call twice; never raises
-        because of measurement trouble."""
+    def _mlflow_target(self) -> MlflowTarget | None:
+        """Where the run goes in MLflow (``None`` with ``log_to_mlflow=False``). Attaches
+        to ``run_id`` or to the caller's active run; otherwise a run is created later, by
+        the recorder thread. A ``run_id`` the store does not have is a ConfigError."""
+        s = self.settings
+        if not s.log_to_mlflow:
+            return None
+        from greenml.sinks import mlflow as sink
+
+        uri = sink.absolute_uri(s.tracking_uri or sink.default_tracking_uri(self._environ))
+        run_id, owns = s.run_id, False
+        if run_id is None:
+            same_store = s.tracking_uri is None or uri == sink.absolute_uri(
+                sink.default_tracking_uri(None)
+            )
+            run_id = sink.active_run_id() if same_store else None
+            owns = run_id is None
+        target = sink.MlflowTarget(
+            uri, experiment=s.experiment, run_name=s.run_name, run_id=run_id, owns_run=owns
+        )
+        if s.run_id is not None:
+            if not target.reachable():
+                logger.warning(
+                    "greenml: cannot check run_id=%r: MLflow at %s does not answer; the run's "
+                    "records will wait in the journal",
+                    s.run_id,
+                    sink.redact_uri(uri),
+                )
+                return target
+            try:
+                target.check_run(s.run_id)
+            except ConfigError:
+                raise
+            except Exception as e:  # a malformed URI or a store error: warn, keep measuring
+                logger.warning(
+                    "greenml: cannot check run_id=%r in MLflow at %s (%s)",
+                    s.run_id,
+                    sink.redact_uri(uri),
+                    e,
+                )
+        return target
+
+    def _make_recorder(self, target: MlflowTarget | None) -> Recorder | None:
+        import socket
+        import uuid
+
+        from greenml.sinks.journal import SUFFIX, Journal, MemoryJournal
+
+        s = self.settings
+        if target is None and not s.journal:
+            return None
+        assert self._start_s is not None and self._wall_start_s is not None
+        self.greenml_run_id = uuid.uuid4().hex
+        log: Journal | MemoryJournal = MemoryJournal()
+        if s.journal:
+            path = os.path.join(s.journal_dir, self.greenml_run_id + SUFFIX)
+            try:
+                log = Journal(os.path.abspath(path))
+            except OSError as e:
+                logger.warning(
+                    "greenml: cannot write the journal %s (%s); records are kept in memory "
+                    "only and are lost if the process dies",
+                    path,
+                    e,
+                )
+        from greenml.sinks.mlflow import redact_uri
+
+        start = {
+            "greenml_run_id": self.greenml_run_id,
+            "greenml_version": __version__,
+            "node": socket.gethostname(),
+            "pid": os.getpid(),
+            "wall_start_ms": round(self._wall_start_s * 1000),
+            "mlflow": target is not None,
+            "tracking_uri": redact_uri(target.tracking_uri) if target else None,
+            "credentials_redacted": bool(
+                target and redact_uri(target.tracking_uri) != target.tracking_uri
+            ),
+            "run_id": target.run_id if target else None,
+            "owns_run": bool(target and target.owns_run),
+            "experiment": s.experiment,
+            "run_name": s.run_name,
+        }
+        return Recorder(
+            snapshot=self._live_snapshot,
+            gpu_joules=self._gpu_joules_now,
+            journal=log,
+            target=target,
+            start=start,
+            interval_s=s.log_interval_s,
+            intensity_is_final=self.run_factors.hourly is None,
+            clock=self._clock,
+            start_s=self._start_s,
+            wall_start_s=self._wall_start_s,
+        )
+
+    def stop(self, status: str = "FINISHED") -> Footprint:
+        """Stop sampling, compute the footprint and record it (journal, then MLflow).
+        Safe to call twice; never raises because of measurement or MLflow trouble.
+
+        ``status`` is the run's end state for MLflow: ``FINISHED``, ``FAILED`` (the
+        with-block raised) or ``KILLED`` (KeyboardInterrupt, SIGTERM)."""
+        if status not in ("FINISHED", "FAILED", "KILLED"):
+            raise ValueError(f"status={status!r}: use FINISHED, FAILED or KILLED")
+        self._stopping = True  # a SIGTERM from here on waits for this stop to finish
         with self._lock:
             if self._footprint is not None:
                 return self._footprint
@@ -244,14 +378,23 @@ class Tracker:
                 logger.warning("greenml: stopping the sampler failed", exc_info=True)
                 self._ledger.close(self._stop_s)
             self._footprint = self._build(self._stop_s, final=True)
-            return self._footprint
+            if self._recorder is not None:
+                try:
+                    self._recorder.finish(self._footprint, status)
+                except Exception:  # the footprint is computed; recording trouble is logged
+                    logger.warning("greenml: recording the run's summary failed", exc_info=True)
+        self._signals.restore()
+        return self._footprint
 
     def __enter__(self) -> Tracker:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        status = "FINISHED"
+        if exc_type is not None:
+            status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
         try:
-            self.stop()
+            self.stop(status)
         except Exception:  # never replace the user's exception, never fail their run
             logger.warning("greenml: stopping the tracker failed", exc_info=True)
 
@@ -318,6 +461,36 @@ class Tracker:
         if self._ledger is None:
             raise GreenMLError("snapshot() called before the Tracker was started")
         return self._build(self._clock(), final=False)
+
+    @property
+    def mlflow(self) -> Delivery | None:
+        """Where this run was recorded: its MLflow run id, experiment and store, whether
+        MLflow has every record, and the journal file. ``None`` when nothing is recorded
+        (``log_to_mlflow=False`` and ``journal=False``) or before the start."""
+        return self._recorder.delivery() if self._recorder is not None else None
+
+    def _live_snapshot(self) -> Footprint | None:
+        """The recorder's view: figures so far, or ``None`` once the run is stopping."""
+        if self._stopping:
+            return None
+        return self.snapshot()
+
+    def _gpu_joules_now(self) -> tuple[float, dict[int, float]]:
+        """(now, joules per GPU index) with each GPU's accounting brought up to now:
+        segments held back for phase shaping are counted and the last power is carried
+        to the present. For mean power between time-series points, not for the ledger."""
+        assert self._ledger is not None and self._start_s is not None
+        now = self._clock()
+        out: dict[int, float] = {}
+        for st in self._ledger.totals().values():
+            ch = st.channel
+            if ch.kind != "gpu" or ch.index is None:
+                continue
+            j = st.energy_j + sum(q[2] for q in st.queue) * ch.share
+            if st.last_t is not None and st.slope_w is not None and st.lost_at_s is None:
+                j += st.slope_w * ch.share * max(0.0, now - st.last_t)
+            out[ch.index] = out.get(ch.index, 0.0) + j
+        return now - self._start_s, out
 
     def sample_now(self) -> None:
         """Take one reading of every meter now, in the caller's thread."""
@@ -466,6 +639,59 @@ class Tracker:
         except Exception as e:  # pragma: no cover - a broken user table must not fail a run
             logger.warning("greenml: embodied carbon not computed: %s", e)
             return None, []
+
+
+class _SignalGuard:
+    """SIGTERM (what schedulers and ``kill`` send) ends the run as ``KILLED`` with its
+    summary recorded, then does what it would have done without greenml: the previous
+    Python handler is called, or the default action (the process ends) is taken.
+
+    Installed only from the main thread and only over the default or a Python handler
+    (an ignored SIGTERM stays ignored)."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker
+        self._previous: Any = None
+        self._installed = False
+        self._pending: int | None = None  # a signal that arrived while stop() ran
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is signal.SIG_IGN or previous is None:
+            return
+        signal.signal(signal.SIGTERM, self._handle)
+        self._previous, self._installed = previous, True
+
+    def restore(self) -> None:
+        """Put the previous handler back (from the main thread); then deliver a SIGTERM
+        that arrived while the run was stopping."""
+        if self._installed and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) == self._handle:
+                signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
+        if self._pending is not None:
+            signum, self._pending = self._pending, None
+            self._forward(signum, None)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        t = self._tracker
+        if t._stopping and t._footprint is None:
+            self._pending = signum  # stop() is running in this thread; it forwards
+            return
+        if t._footprint is None:
+            logger.warning("greenml: SIGTERM: recording the run as KILLED")
+            t.stop("KILLED")  # restores the handler
+        self._forward(signum, frame)
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        previous = self._previous
+        if callable(previous) and previous is not self._handle:
+            previous(signum, frame)
+        elif previous in (signal.SIG_DFL, None):
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
 
 def _measurement(devices: list[DeviceEnergy]) -> str:

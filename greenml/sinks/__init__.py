@@ -1,0 +1,1 @@
+"""Where measurements go: MLflow and the local journal (see DESIGN.md)."""

@@ -1,0 +1,165 @@
+"""The local journal: every record bound for MLflow, written down first.
+
+One file per run, ``<journal_dir>/<greenml run id>.jsonl``, one JSON object a line,
+append-only. Each flush ends with ``fsync``, so a crash (even SIGKILL) loses at most what
+was gathered since the last flush. Records carry a sequence number ``seq``; once MLflow
+has a record, a ``sent`` line naming its ``seq`` is appended (nothing is rewritten).
+``greenml sync`` replays the records that have no ``sent`` line.
+
+Record types (``"t"``):
+
+``start``     the run: greenml run id, host, pid, wall-clock start, where it logs
+``run``       the MLflow run the records belong to (once it is known)
+``metrics``   one time-series point: ``ts`` (ms), ``step``, ``values`` {name: value}
+``params``    params known at the start (the factors)
+``summary``   the end: metrics, params, tags, footprint, time-series CSV, status
+``sent``      ``seqs`` that MLflow has
+``end``       the run's status, written when the process (or sync) ends it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUFFIX = ".jsonl"
+SEQ_TYPES = ("metrics", "params", "summary")  # the records sync replays
+
+
+class Journal:
+    """An append-only journal file for one run. Thread-safe."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write a record (not yet synced to disk). Records of a replayed type get the
+        next ``seq``; the record as written is returned."""
+        with self._lock:
+            if record.get("t") in SEQ_TYPES:
+                self._seq += 1
+                record = {**record, "seq": self._seq}
+            self._file.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        return record
+
+    def flush(self) -> None:
+        """Push what was appended to the disk (write + fsync)."""
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def mark_sent(self, seqs: Iterable[int]) -> None:
+        seqs = sorted(seqs)
+        if seqs:
+            self.append({"t": "sent", "seqs": seqs})
+            self.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+
+
+class MemoryJournal:
+    """The journal's interface without a file (``journal=False``): records live only
+    as long as the process."""
+
+    path = None
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            if record.get("t") in SEQ_TYPES:
+                self._seq += 1
+                record = {**record, "seq": self._seq}
+        return record
+
+    def flush(self) -> None:
+        pass
+
+    def mark_sent(self, seqs: Iterable[int]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class JournalContents:
+    """A journal file as read back: good records in order, and the lines skipped."""
+
+    path: Path
+    start: dict[str, Any] | None = None
+    run_id: str | None = None  # the MLflow run, once known
+    tracking_uri: str | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)  # metrics/params/summary
+    sent: set[int] = field(default_factory=set)
+    end: dict[str, Any] | None = None
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
+
+    @property
+    def unsent(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["seq"] not in self.sent]
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return next((r for r in reversed(self.records) if r["t"] == "summary"), None)
+
+    @property
+    def greenml_run_id(self) -> str:
+        return str((self.start or {}).get("greenml_run_id") or self.path.stem)
+
+
+def read(path: str | os.PathLike[str]) -> JournalContents:
+    """Read a journal, keeping every good line. A line that is not a complete JSON
+    record (a crash can truncate the last one) is skipped and reported by number."""
+    out = JournalContents(Path(path))
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                out.bad_lines.append((number, f"not valid JSON ({e.msg})"))
+                continue
+            kind = rec.get("t") if isinstance(rec, dict) else None
+            if kind == "start":
+                out.start = rec
+                out.run_id = rec.get("run_id") or out.run_id
+                out.tracking_uri = rec.get("tracking_uri")
+            elif kind == "run" and isinstance(rec.get("run_id"), str):
+                out.run_id = rec["run_id"]
+            elif kind in SEQ_TYPES and isinstance(rec.get("seq"), int):
+                out.records.append(rec)
+            elif kind == "sent" and isinstance(rec.get("seqs"), list):
+                out.sent.update(s for s in rec["seqs"] if isinstance(s, int))
+            elif kind == "end":
+                out.end = rec
+            else:
+                out.bad_lines.append((number, f"not a journal record: {line.strip()[:60]!r}"))
+    return out
+
+
+def journal_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The journal files in ``folder``, oldest first."""
+    d = Path(folder)
+    if not d.is_dir():
+        return []
+    return sorted(d.glob(f"*{SUFFIX}"), key=lambda p: (p.stat().st_mtime, p.name))

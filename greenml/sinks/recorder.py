@@ -1,0 +1,372 @@
+"""The recorder: one background thread that writes the journal and feeds MLflow.
+
+Every ``log_interval_s`` it takes a snapshot of the run, appends a time-series record
+to the journal, fsyncs, and then sends whatever MLflow does not have yet. Training never
+waits on it: the store is reached only from this thread, and a store that is down is
+detected with one TCP connection (not MLflow's minutes of retries). At the end the
+summary is written to the journal by the caller, so it is on disk before anything is
+sent; the thread then gets a bounded time to deliver it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from greenml.footprint import Footprint
+from greenml.sinks import mlflow as names
+from greenml.sinks.mlflow import MlflowTarget, redact_uri
+
+logger = logging.getLogger(__name__)
+
+THREAD_NAME = "greenml-recorder"
+SENDER_NAME = "greenml-sender"
+MAX_CSV_ROWS = 1000  # timeseries.csv keeps at most this many rows (evenly thinned)
+FINAL_TIMEOUT_S = 15.0  # how long the end of a run waits for MLflow to take the summary
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a run's records went: the MLflow run (once known) and the journal."""
+
+    uri: str | None  # credentials redacted
+    run_id: str | None
+    experiment_id: str | None
+    delivered: bool  # MLflow has every record, the summary included
+    journal: str | None  # the journal file, or None with journal=False
+
+
+class Recorder:
+    """Journal + MLflow for one run. ``snapshot`` returns the figures so far."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Callable[[], Footprint | None],
+        gpu_joules: Callable[[], tuple[float, dict[int, float]]] | None = None,
+        journal: Any,  # Journal | MemoryJournal
+        target: MlflowTarget | None,
+        start: dict[str, Any],
+        interval_s: float,
+        intensity_is_final: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        start_s: float = 0.0,
+        wall_start_s: float | None = None,
+        final_timeout_s: float = FINAL_TIMEOUT_S,
+    ) -> None:
+        self._snapshot = snapshot
+        self._gpu_joules = gpu_joules
+        self.journal = journal
+        self.target = target
+        self._start = start
+        self._interval_s = interval_s
+        self._intensity_is_final = intensity_is_final
+        self._clock = clock
+        self._start_s = start_s
+        self._wall_start_s = time.time() if wall_start_s is None else wall_start_s
+        self._final_timeout_s = final_timeout_s
+        self._stop = threading.Event()  # ends the ticker
+        self._wake = threading.Event()  # something new to send
+        self._ticker: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the sender
+        self._send_lock = threading.Lock()  # one delivery at a time
+        self._pending_lock = threading.Lock()  # guards _pending only (held briefly)
+        self._rows_lock = threading.Lock()  # ticks vs the end of the run
+        self._pending: list[dict[str, Any]] = []
+        self._retry: set[int] = set()  # seqs whose send failed midway: replay with dedupe
+        self._down = False  # warned about the store being away, not yet back
+        self._run_known = False
+        self._rows: list[dict[str, float]] = []
+        self._stride = 1  # keep one tick's row in ``stride`` (doubles as rows thin out)
+        self._ticks = 0
+        self._last: tuple[float, dict[int, float]] | None = None  # (elapsed_s, GPU joules)
+        self._finished = False
+        self.journal.append({"t": "start", **start})
+        self.journal.flush()
+
+    @property
+    def where(self) -> str:
+        return str(self.journal.path) if self.journal.path else "memory (journal=False)"
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the two threads: one writes a point every interval (never delayed by
+        the network), the other sends what is pending whenever there is something new."""
+        self._ticker = threading.Thread(target=self._tick_loop, name=THREAD_NAME, daemon=True)
+        self._thread = threading.Thread(target=self._send_loop, name=SENDER_NAME, daemon=True)
+        self._ticker.start()
+        if self.target is not None:
+            self._thread.start()
+
+    def _tick_loop(self) -> None:
+        k = 0
+        while True:
+            try:
+                self.tick()
+            except Exception:  # never let one bad tick end the recording
+                logger.warning("greenml: recording a time-series point failed", exc_info=True)
+            self._wake.set()
+            k += 1  # points on a fixed grid: a slow tick does not shift the next ones
+            delay = self._start_s + k * self._interval_s - self._clock()
+            if self._stop.wait(max(delay, 0.0)):
+                return
+
+    def _send_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self._deliver()
+            if self._finished and (not self._pending or self._down):
+                return  # all sent, or the store is away at the end: the journal keeps it
+
+    def tick(self, fp: Footprint | None = None) -> dict[str, Any]:
+        """Record one time-series point (journal first) and queue it for MLflow."""
+        with self._rows_lock:
+            if self._finished:
+                return {}
+            fp = self._snapshot() if fp is None else fp
+            if fp is None:  # the run is stopping: the summary is the last point
+                return {}
+            return self._tick(fp)
+
+    def _tick(self, fp: Footprint) -> dict[str, Any]:
+        elapsed = fp.duration_s
+        if self._gpu_joules is not None:
+            now_s, joules = self._gpu_joules()
+        else:
+            now_s, joules = (
+                elapsed,
+                {i: k * 3.6e6 for i, k in names.gpu_energy_by_index(fp).items()},
+            )
+        power: dict[int, float] = {}
+        if self._last is not None and now_s > self._last[0]:
+            dt = now_s - self._last[0]
+            power = {i: (j - self._last[1].get(i, 0.0)) / dt for i, j in joules.items()}
+        self._last = (now_s, joules)
+        values = names.timeseries_values(fp, power)
+        record = self.journal.append(
+            {"t": "metrics", "ts": self._ts(elapsed), "step": int(elapsed), "metrics": values}
+        )
+        if self._ticks == 0:
+            params = names.run_params(fp, with_intensity=self._intensity_is_final)
+            tags = names.run_tags(
+                fp, node=self._start["node"], greenml_run_id=self._start["greenml_run_id"]
+            )
+            tags[names.TAG_STATUS] = "running"
+            self._queue(self.journal.append({"t": "params", "params": params, "tags": tags}))
+        self._queue(record)
+        self._keep_row(fp, final=False)
+        self._ticks += 1
+        self.journal.flush()
+        return record
+
+    def finish(self, fp: Footprint, status: str) -> None:
+        """Write the summary to the journal (on disk before this returns), stop the
+        thread and give it ``final_timeout_s`` to deliver everything to MLflow."""
+        with self._rows_lock:
+            if self._finished:
+                return
+            self._finished = True
+            self._stop.set()
+            self._keep_row(fp, final=True)
+            csv_text = self.timeseries_csv()
+        gid = self._start["greenml_run_id"]
+        tags = names.run_tags(fp, node=self._start["node"], greenml_run_id=gid)
+        tags[names.TAG_STATUS] = names.status_tag(status)
+        footprint = {"greenml_version": tags["greenml.version"], "greenml_run_id": gid}
+        footprint.update(fp.to_dict())
+        summary = self.journal.append(
+            {
+                "t": "summary",
+                "ts": self._ts(fp.duration_s),
+                "step": int(fp.duration_s),
+                "status": status,
+                "metrics": names.summary_metrics(fp),
+                "params": names.run_params(fp),
+                "tags": tags,
+                "footprint": footprint,
+                "csv": csv_text,
+            }
+        )
+        self._queue(summary)
+        self.journal.append({"t": "end", "status": status, "ts": summary["ts"]})
+        self.journal.flush()
+        if self._ticker is not None:
+            self._ticker.join(5.0)
+        if self.target is None:
+            self.journal.close()
+            return
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._deliver()
+        else:
+            self._wake.set()
+            thread.join(self._final_timeout_s)
+            if thread.is_alive():
+                logger.warning(
+                    "greenml: MLflow at %s did not take the run's summary within %.0f s; it is "
+                    "safe in the journal %s: run `greenml sync` to send it",
+                    redact_uri(self.target.tracking_uri),
+                    self._final_timeout_s,
+                    self.where,
+                )
+                return  # the sender may still deliver; the journal stays open for it
+        if self._pending:
+            logger.warning(
+                "greenml: %d record(s) of this run, its summary among them, are not in MLflow "
+                "(%s); they are safe in the journal %s: run `greenml sync` to send them",
+                len(self._pending),
+                redact_uri(self.target.tracking_uri),
+                self.where,
+            )
+        self.journal.close()
+
+    def delivery(self) -> Delivery:
+        t = self.target
+        with self._pending_lock:
+            delivered = t is not None and self._run_known and not self._pending
+        return Delivery(
+            uri=redact_uri(t.tracking_uri) if t is not None else None,
+            run_id=t.run_id if t is not None else None,
+            experiment_id=t.experiment_id if t is not None else None,
+            delivered=delivered,
+            journal=str(self.journal.path) if self.journal.path else None,
+        )
+
+    # -- MLflow ---------------------------------------------------------------------
+
+    def _queue(self, record: dict[str, Any]) -> None:
+        if self.target is not None:
+            with self._pending_lock:
+                self._pending.append(record)
+
+    def _deliver(self) -> None:
+        """Send the pending records in order; stop at the first failure (kept for the
+        next try, or for ``greenml sync``). The ticker only ever waits for the short
+        ``_pending_lock``, never for the network."""
+        target = self.target
+        if target is None:
+            return
+        with self._send_lock:  # one delivery at a time
+            if not self._pending:
+                return
+            if not target.reachable():
+                self._went_down("it does not accept connections")
+                return
+            sent: list[int] = []
+            try:
+                if not self._run_known:
+                    target.ensure_run(self._start)
+                    self.journal.append({"t": "run", "run_id": target.run_id})
+                    self._run_known = True
+                while True:
+                    with self._pending_lock:
+                        if not self._pending:
+                            break
+                        rec = self._pending[0]
+                    try:
+                        target.send(rec, dedupe=rec["seq"] in self._retry)
+                    except Exception:
+                        self._retry.add(rec["seq"])  # it may have partly arrived
+                        raise
+                    self._retry.discard(rec["seq"])
+                    sent.append(rec["seq"])
+                    with self._pending_lock:
+                        self._pending.pop(0)
+            except Exception as e:
+                self._went_down(str(e).splitlines()[0] if str(e) else type(e).__name__)
+                return
+            finally:
+                self.journal.mark_sent(sent)
+            if self._down:
+                logger.warning(
+                    "greenml: MLflow at %s is back; the waiting records were sent",
+                    redact_uri(target.tracking_uri),
+                )
+                self._down = False
+
+    def _went_down(self, why: str) -> None:
+        if not self._down:
+            assert self.target is not None
+            logger.warning(
+                "greenml: MLflow at %s cannot be reached (%s). Training continues; the records "
+                "wait in the journal %s and are sent when it is back, or run `greenml sync`.",
+                redact_uri(self.target.tracking_uri),
+                why,
+                self.where,
+            )
+            self._down = True
+
+    # -- timeseries.csv ---------------------------------------------------------------
+
+    def _keep_row(self, fp: Footprint, *, final: bool) -> None:
+        row: dict[str, float] = {
+            "elapsed_s": fp.duration_s,
+            "energy_kwh": fp.energy_kwh,
+            "gpu_energy_kwh": fp.gpu_energy_kwh,
+            "cpu_energy_kwh": fp.cpu_energy_kwh,
+            "ram_energy_kwh": fp.ram_energy_kwh,
+        }
+        for name in ("co2e_kg", "co2e_market_kg", "cost_usd"):
+            value = getattr(fp, name)
+            if value is not None:
+                row[name] = value
+        for i, kwh in sorted(names.gpu_energy_by_index(fp).items()):
+            row[f"gpu_{i}_energy_kwh"] = kwh
+        if final:
+            if self._rows and self._rows[-1]["elapsed_s"] >= fp.duration_s:
+                self._rows.pop()
+            self._rows.append(row)
+            return
+        if self._ticks % self._stride == 0:
+            self._rows.append(row)
+        if len(self._rows) >= MAX_CSV_ROWS:  # thin evenly: every other row, twice the stride
+            self._rows = self._rows[::2]
+            self._stride *= 2
+
+    def timeseries_csv(self) -> str:
+        """The kept rows as CSV. Figures are cumulative; power columns are the mean power
+        between a row and the one before it (so thinning never distorts them)."""
+        gpu_cols = sorted(
+            {k for r in self._rows for k in r if k.startswith("gpu_") and k[4].isdigit()},
+            key=lambda k: int(k.split("_")[1]),
+        )
+        figures = ["energy_kwh", "gpu_energy_kwh", "cpu_energy_kwh", "ram_energy_kwh"]
+        figures += [c for c in ("co2e_kg", "co2e_market_kg", "cost_usd") if self._has(c)]
+        power_cols = ["gpu_power_w"] + [c.replace("_energy_kwh", "_power_w") for c in gpu_cols]
+        header = ["elapsed_s", "time_utc", *figures, *gpu_cols, *power_cols]
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        prev: dict[str, float] | None = None
+        for row in self._rows:
+            when = datetime.fromtimestamp(self._wall_start_s + row["elapsed_s"], tz=timezone.utc)
+            line: list[Any] = [f"{row['elapsed_s']:.3f}", when.isoformat(timespec="seconds")]
+            line += [_fmt(row.get(c)) for c in figures + gpu_cols]
+            for c in ["gpu_energy_kwh", *gpu_cols]:
+                dt = row["elapsed_s"] - prev["elapsed_s"] if prev else 0.0
+                if prev is None or dt <= 0 or c not in row:
+                    line.append("")
+                else:
+                    line.append(f"{(row[c] - prev.get(c, 0.0)) * 3.6e6 / dt:.3f}")
+            writer.writerow(line)
+            prev = row
+        return out.getvalue()
+
+    def _has(self, column: str) -> bool:
+        return any(column in r for r in self._rows)
+
+    def _ts(self, elapsed_s: float) -> int:
+        return round((self._wall_start_s + elapsed_s) * 1000)
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.9g}"

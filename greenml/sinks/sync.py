@@ -1,0 +1,150 @@
+"""``greenml sync``: replay journal records that MLflow does not have.
+
+For each journal file: find the MLflow run (the one recorded in the journal if the
+store has it, else the run tagged with the journal's greenml run id, else a new one),
+send every record without a ``sent`` mark, skipping metric points the run already has
+(so a second sync, or a sync after a send whose answer was lost, duplicates nothing),
+and mark them sent. A run whose process died without a summary (SIGKILL, power loss)
+is ended as ``KILLED`` with the figures of its last recorded point.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greenml.sinks import journal as jr
+from greenml.sinks.mlflow import MlflowTarget, absolute_uri, default_tracking_uri, redact_uri
+
+
+@dataclass
+class SyncResult:
+    """What sync did with one journal file."""
+
+    path: Path
+    greenml_run_id: str
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    sent: int = 0  # records sent now
+    already: int = 0  # records that were marked sent before
+    ended_killed: bool = False
+    skipped: str | None = None  # why nothing was done
+    error: str | None = None
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def sync_all(
+    journal_dir: str | os.PathLike[str],
+    *,
+    tracking_uri: str | None = None,
+    include_local: bool = False,
+) -> list[SyncResult]:
+    """Sync every journal in ``journal_dir`` (see :func:`sync_file`)."""
+    return [
+        sync_file(p, tracking_uri=tracking_uri, include_local=include_local)
+        for p in jr.journal_files(journal_dir)
+    ]
+
+
+def sync_file(
+    path: str | os.PathLike[str],
+    *,
+    tracking_uri: str | None = None,
+    include_local: bool = False,
+) -> SyncResult:
+    """Replay one journal into MLflow. ``tracking_uri`` overrides the store the run
+    was logging to; ``include_local`` also sends runs recorded with
+    ``log_to_mlflow=False``. Errors are reported in the result, never raised."""
+    contents = jr.read(path)
+    result = SyncResult(Path(path), contents.greenml_run_id, bad_lines=contents.bad_lines)
+    start = contents.start
+    result.already = sum(1 for r in contents.records if r["seq"] in contents.sent)
+    if start is None:
+        result.skipped = "no start record (not a greenml journal, or its first line is lost)"
+        return result
+    if not start.get("mlflow", True) and not include_local:
+        result.skipped = "recorded with log_to_mlflow=False (use --include-local to send it)"
+        return result
+    unsent = contents.unsent
+    needs_end = contents.end is None and contents.summary is None
+    if needs_end and _still_running(start):
+        result.skipped = f"its process (pid {start.get('pid')}) is still running"
+        return result
+    if not unsent and not needs_end:
+        result.run_id = contents.run_id
+        return result
+    uri = tracking_uri or _journal_uri(start)
+    result.tracking_uri = redact_uri(uri)
+    if uri is None:
+        result.skipped = (
+            "the journal's tracking URI had credentials (not stored); give --tracking-uri"
+        )
+        return result
+    uri = absolute_uri(uri)
+    target = MlflowTarget(
+        uri,
+        experiment=start.get("experiment"),
+        run_name=start.get("run_name"),
+        run_id=contents.run_id,
+        owns_run=bool(start.get("owns_run", True)),
+    )
+    journal = jr.Journal(path)
+    try:
+        known = target.run_id
+        run_id = target.ensure_run(start)
+        result.run_id = run_id
+        if run_id != known:
+            journal.append({"t": "run", "run_id": run_id, "by": "sync"})
+        sent: list[int] = []
+        try:
+            for rec in unsent:
+                target.send(rec, dedupe=True)
+                sent.append(rec["seq"])
+        finally:
+            journal.mark_sent(sent)
+            result.sent = len(sent)
+        if needs_end:
+            last = max((r["ts"] for r in contents.records if "ts" in r), default=None)
+            target.end("KILLED", last)
+            journal.append({"t": "end", "status": "KILLED", "by": "sync", "ts": last})
+            result.ended_killed = True
+    except Exception as e:
+        result.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+    finally:
+        journal.close()
+    return result
+
+
+def _journal_uri(start: dict[str, object]) -> str | None:
+    uri = start.get("tracking_uri")
+    if start.get("credentials_redacted"):
+        return None
+    if isinstance(uri, str) and uri:
+        return uri
+    return default_tracking_uri(None)
+
+
+def _still_running(start: dict[str, object]) -> bool:
+    """Whether the journal's process is alive (only knowable on its own host)."""
+    pid = start.get("pid")
+    if start.get("node") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _not_zombie(pid)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
