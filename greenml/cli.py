@@ -181,6 +181,10 @@ def demo(
         )
         return
     click.echo(f"MLflow run {where.run_id} in experiment {experiment!r} at {where.uri}")
+    import importlib.util
+
+    if importlib.util.find_spec("flask") is None:  # mlflow-skinny only: no UI
+        click.echo("to see it in MLflow's UI, install it:  pip install mlflow")
     click.echo(
         f"open it with:  mlflow ui --backend-store-uri {where.uri}\n"
         f"then browse to http://127.0.0.1:5000/#/experiments/{where.experiment_id}/runs/"

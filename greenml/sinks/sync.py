@@ -76,13 +76,13 @@ def sync_file(
         result.run_id = contents.run_id
         return result
     uri = tracking_uri or _journal_uri(start)
-    result.tracking_uri = redact_uri(uri)
     if uri is None:
         result.skipped = (
             "the journal's tracking URI had credentials (not stored); give --tracking-uri"
         )
         return result
     uri = absolute_uri(uri)
+    result.tracking_uri = redact_uri(uri)
     target = MlflowTarget(
         uri,
         experiment=start.get("experiment"),

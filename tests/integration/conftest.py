@@ -1,0 +1,201 @@
+"""A real ``mlflow server`` on 127.0.0.1, for tests that log over HTTP.
+
+``start_mlflow_server(workdir)`` runs ``python -m mlflow server`` (uvicorn, one worker) with a
+SQLite backend store and proxied artifact storage (``--serve-artifacts``), both under
+``workdir``, and returns once ``GET /health`` answers 200. The server can be stopped and
+restarted on the same port and store, to test clients that outlive an outage.
+
+Fixtures:
+
+* ``mlflow_server`` (session scope): one shared server. Tests must not stop it; to stay
+  independent of each other they create their own experiments.
+* ``private_mlflow_server`` (function scope): a server of the test's own, which it may stop and
+  restart; it is stopped at teardown.
+
+Startup takes several seconds (the server imports MLflow twice: in the CLI process that
+migrates the database and in the uvicorn worker), hence the shared fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server_env() -> dict[str, str]:
+    """The environment of the server: the test's, without its MLflow settings.
+
+    Client-side settings such as ``MLFLOW_TRACKING_URI`` or ``MLFLOW_SERVER_ALLOWED_HOSTS``
+    must not leak into the server. Job execution is switched off: it would start a job runner
+    and a pool of huey consumers that the tests do not need and that slow startup.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group ``pgid``, if it still exists."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+class MlflowServer:
+    """An ``mlflow server`` subprocess, in a process group of its own.
+
+    Attributes:
+        port: the TCP port it listens on, on 127.0.0.1.
+        uri: its tracking URI, ``http://127.0.0.1:<port>``.
+        backend_uri: the SQLite backend store, ``sqlite:///<workdir>/mlflow.db``.
+        artifacts_dir: the directory behind its proxied artifact store.
+        log_path: the server's stdout and stderr, appended to across restarts.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port if port is not None else _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.backend_uri = f"sqlite:///{self.workdir / 'mlflow.db'}"
+        self.artifacts_dir = self.workdir / "artifacts"
+        self.log_path = self.workdir / "mlflow-server.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (it may not be healthy yet)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Start the server and wait until ``GET /health`` answers 200."""
+        if self.running:
+            raise RuntimeError(f"the MLflow server at {self.uri} is already running")
+        cmd = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--workers", "1",
+            "--backend-store-uri", self.backend_uri,
+            "--serve-artifacts",
+            "--artifacts-destination", str(self.artifacts_dir),
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                env=_server_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Terminate the server's whole process group and wait for it; kill it if it lingers."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        pgid = proc.pid  # start_new_session: the server leads its own group
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(pgid, signal.SIGKILL)
+            proc.wait(timeout)
+        # The CLI process exits after its uvicorn child; this only reaps stragglers.
+        _signal_group(pgid, signal.SIGKILL)
+
+    def restart(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Stop the server if it runs, then start it again on the same port and store."""
+        self.stop()
+        self.start(timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the server's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"the MLflow server exited with code {self._proc.returncode} "
+                    f"before it was healthy; log tail:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the MLflow server at {self.uri} was not healthy after {timeout:.0f} s; "
+                    f"log tail:\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"MlflowServer({self.uri}, {self.backend_uri}, {state})"
+
+
+def start_mlflow_server(workdir: Path, port: int | None = None) -> MlflowServer:
+    """Start an ``mlflow server`` whose store lives in ``workdir``; return it once healthy.
+
+    ``port`` defaults to a free one. The caller must ``stop()`` the server.
+    """
+    server = MlflowServer(workdir, port)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A running MLflow server shared by the session; do not stop it."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    """A running MLflow server of the test's own, which it may stop and restart."""
+    server = start_mlflow_server(tmp_path / "mlflow-server")
+    try:
+        yield server
+    finally:
+        server.stop()

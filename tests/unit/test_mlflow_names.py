@@ -1,0 +1,167 @@
+"""The MLflow names of DESIGN.md, computed from a hand-built Footprint."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pytest
+
+from greenml._version import __version__
+from greenml.footprint import DeviceEnergy, Factor, Footprint
+from greenml.sinks import mlflow as names
+
+
+def _footprint() -> Footprint:
+    eval_phase = Footprint(
+        duration_s=600.0,
+        energy_kwh=0.2,
+        gpu_energy_kwh=0.15,
+        cpu_energy_kwh=0.02,
+        ram_energy_kwh=0.01,
+    )
+    train_phase = Footprint(
+        duration_s=1200.0,
+        energy_kwh=0.4,
+        gpu_energy_kwh=0.35,
+        cpu_energy_kwh=0.03,
+        ram_energy_kwh=0.02,
+    )
+    return Footprint(
+        duration_s=1800.0,  # half an hour
+        energy_kwh=0.6,
+        gpu_energy_kwh=0.5,
+        cpu_energy_kwh=0.05,
+        ram_energy_kwh=0.03,
+        pue=1.1,
+        grid_intensity_g_per_kwh=250.0,
+        co2e_kg=0.15,
+        co2e_market_kg=0.05,
+        cost_usd=None,  # no price: left out, never logged as 0
+        phases=MappingProxyType({"train": train_phase, "eval": eval_phase}),
+        devices=(
+            DeviceEnergy("gpu:0", "gpu", "NVIDIA A100-SXM4-80GB", "counter", 0.3, index=0),
+            DeviceEnergy("gpu:3", "gpu", "NVIDIA A100-SXM4-80GB", "counter", 0.2, index=3),
+            DeviceEnergy("cpu:package-0", "cpu", "Xeon", "counter", 0.05),
+            DeviceEnergy("ram", "ram", "RAM", "estimated", 0.03),
+        ),
+        measurement="counter",
+        factors=(
+            Factor("pue", 1.1, "ratio", source="Google", year=2024),
+            Factor("grid_intensity", 250.0, "g/kWh", source="eGRID", year=2023),
+        ),
+        location="aws:us-east-1",
+        instance_type=None,
+        scope="scope3-cat1",
+    )
+
+
+def test_summary_metrics_use_design_names_and_mean_power() -> None:
+    m = names.summary_metrics(_footprint())
+    assert m == {
+        "greenml/energy_kwh": 0.6,
+        "greenml/co2e_kg": 0.15,
+        "greenml/co2e_market_kg": 0.05,
+        "greenml/duration_s": 1800.0,
+        "greenml/gpu_energy_kwh": 0.5,
+        "greenml/cpu_energy_kwh": 0.05,
+        "greenml/ram_energy_kwh": 0.03,
+        "greenml/gpu_0/energy_kwh": 0.3,
+        "greenml/gpu_3/energy_kwh": 0.2,
+        "greenml/phase/train/energy_kwh": 0.4,
+        "greenml/phase/eval/energy_kwh": 0.2,
+        # 0.5 kWh in half an hour = 1000 W; 0.3 kWh -> 600 W, 0.2 kWh -> 400 W
+        "greenml/gpu_power_w": pytest.approx(1000.0),
+        "greenml/gpu_0/power_w": pytest.approx(600.0),
+        "greenml/gpu_3/power_w": pytest.approx(400.0),
+    }
+    assert "greenml/cost_usd" not in m
+
+
+def test_timeseries_point_takes_interval_power() -> None:
+    m = names.timeseries_values(_footprint(), {0: 310.0, 3: 290.0})
+    assert m["greenml/gpu_power_w"] == 600.0
+    assert m["greenml/gpu_0/power_w"] == 310.0 and m["greenml/gpu_3/power_w"] == 290.0
+    assert m["greenml/energy_kwh"] == 0.6
+    # the first point has no interval yet: no power metrics
+    assert not any("power" in k for k in names.timeseries_values(_footprint(), {}))
+
+
+def test_params_name_every_factor_and_unknowns_as_na() -> None:
+    p = names.run_params(_footprint())
+    assert p == {
+        "greenml.location": "aws:us-east-1",
+        "greenml.grid_intensity_g_per_kwh": "250.0",
+        "greenml.grid_source": "eGRID, 2023",
+        "greenml.pue": "1.1",
+        "greenml.price_usd_per_hour": "n/a",
+        "greenml.price_source": "n/a",
+        "greenml.instance_type": "n/a",
+        "greenml.gpu_model": "NVIDIA A100-SXM4-80GB",
+        "greenml.gpu_count": "2",
+    }
+    assert "greenml.grid_intensity_g_per_kwh" not in names.run_params(
+        _footprint(), with_intensity=False
+    )
+
+
+def test_hourly_price_param_and_source() -> None:
+    import dataclasses
+
+    fp = dataclasses.replace(
+        _footprint(),
+        factors=(Factor("price", 32.77, "USD/h", source="AWS Price List", year=2026),),
+        instance_type="p4d.24xlarge",
+    )
+    p = names.run_params(fp)
+    assert p["greenml.price_usd_per_hour"] == "32.77"
+    assert p["greenml.price_source"] == "AWS Price List, 2026"
+    assert p["greenml.instance_type"] == "p4d.24xlarge"
+
+
+def test_tags() -> None:
+    t = names.run_tags(_footprint(), node="node-7", greenml_run_id="abc")
+    assert t == {
+        "greenml.version": __version__,
+        "greenml.scope": "scope3-cat1",
+        "greenml.measurement": "counter",
+        "greenml.node": "node-7",
+        "greenml.run_id": "abc",
+    }
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("https://alice:s3cret@mlflow.example.com:8443/x", "https://***@mlflow.example.com:8443/x"),
+        ("http://token@host:5000", "http://***@host:5000"),
+        ("https://host/api?token=abc&exp=1", "https://host/api?token=***&exp=1"),
+        ("https://host/?sig=zz&AWSAccessKeyId=k", "https://host/?sig=***&AWSAccessKeyId=***"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("sqlite:////tmp/x/mlflow.db", "sqlite:////tmp/x/mlflow.db"),
+        ("databricks", "databricks"),
+    ],
+)
+def test_redact_uri(uri: str, shown: str) -> None:
+    assert names.redact_uri(uri) == shown
+    assert "s3cret" not in names.redact_uri(uri)
+
+
+def test_local_store_uris_are_made_absolute(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert names.absolute_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path}/mlflow.db"
+    assert names.absolute_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert names.absolute_uri("mlruns") == f"file://{tmp_path}/mlruns"
+    assert names.absolute_uri("http://h:5000") == "http://h:5000"
+
+
+def test_reachable_tells_a_closed_port_at_once() -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    assert not names.reachable(f"http://127.0.0.1:{port}")
+    assert time.monotonic() - t0 < 1.0
+    assert names.reachable("sqlite:///whatever.db")  # local stores need no connection
