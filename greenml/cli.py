@@ -153,6 +153,8 @@ def demo(
                 grid_intensity_g_per_kwh=grid_intensity,
                 price_usd_per_hour=price_usd_per_hour,
                 tracking_uri=tracking_uri,
+                log_to_mlflow=True,  # the demo shows the MLflow run, whatever the config says
+                journal=True,
                 experiment=experiment,
                 run_name="demo-simulated-gpu" if simulated_gpu else "demo",
                 log_interval_s=max(0.5, seconds / 10),

@@ -39,7 +39,7 @@ def test_demo_with_simulated_gpus_reports_both_gpus_and_phases():
         ["demo", "--simulated-gpu", "--seconds", "1.2", "--pue", "1.1", "--format", "json"],
     )
     assert result.exit_code == 0, result.output
-    fp = json.loads(result.output)
+    fp = json.loads(result.stdout)
     gpus = [d for d in fp["devices"] if d["kind"] == "gpu"]
     assert [g["name"] for g in gpus] == ["NVIDIA H100 80GB HBM3"] * 2
     assert fp["measurement"] == "simulated"
@@ -49,6 +49,22 @@ def test_demo_with_simulated_gpus_reports_both_gpus_and_phases():
     assert 2 * 200.0 * fp["duration_s"] <= it_j <= 2 * 650.0 * fp["duration_s"]
     it_kwh = fp["gpu_energy_kwh"] + fp["cpu_energy_kwh"] + fp["ram_energy_kwh"]
     assert abs(fp["energy_kwh"] - it_kwh * 1.1) < 1e-12
+
+
+def test_demo_logs_into_the_local_mlflow_store_and_says_how_to_open_it(plain_cwd):
+    from mlflow import MlflowClient
+
+    result = CliRunner().invoke(main, ["demo", "--simulated-gpu", "--seconds", "1"])
+    assert result.exit_code == 0, result.output
+    uri = f"sqlite:///{plain_cwd}/mlflow.db"
+    assert f"mlflow ui --backend-store-uri {uri}" in result.output
+    run_id = re.search(r"MLflow run ([0-9a-f]{32})", result.output).group(1)
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.tags["greenml.measurement"] == "simulated"
+    assert run.info.status == "FINISHED"
+    written = json.loads((plain_cwd / "greenml-demo-footprint.json").read_text())
+    assert written["energy_kwh"] == run.data.metrics["greenml/energy_kwh"]
+    assert "footprint written to greenml-demo-footprint.json" in result.output
 
 
 def test_demo_rejects_a_bad_value_with_a_clear_message():
