@@ -1,7 +1,11 @@
 """Overhead of greenml's measurement: sampler CPU, training slowdown, start/stop latency,
-and memory over long runs.
+memory over long runs, and the cost of recording (journal + MLflow's local store).
 
     python benchmarks/overhead.py [--seconds 10] [--gpus 8]
+
+It runs in a temporary folder, so MLflow's default store (sqlite:///mlflow.db) and the
+journal land there. Tracked runs use greenml's defaults (MLflow + journal) unless a line
+says otherwise; the recording lines log every second, 30 times the default cadence.
 
 GPUs are simulated (greenml.testing.SimulatedNVML), whose driver calls are Python callbacks
 and so cost more than real NVML's C calls: the CPU figures are an upper bound. CPU and RAM
@@ -12,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import statistics
+import tempfile
 import time
 import tracemalloc
 
@@ -35,9 +41,9 @@ def workload(steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def sampler_cpu(seconds: float) -> tuple[float, int]:
+def sampler_cpu(seconds: float, **recording: object) -> tuple[float, int]:
     """CPU seconds per wall second used by the process while the main thread sleeps."""
-    with greenml.track(interval_s=0.1) as run:
+    with greenml.track(interval_s=0.1, **recording) as run:
         time.sleep(0.5)  # let the grid synchronisation finish
         c0, w0 = time.process_time(), time.monotonic()
         time.sleep(seconds)
@@ -46,14 +52,14 @@ def sampler_cpu(seconds: float) -> tuple[float, int]:
     return (c1 - c0) / (w1 - w0), samples
 
 
-def slowdown(steps: int, repeats: int) -> tuple[float, float, float]:
+def slowdown(steps: int, repeats: int, **recording: object) -> tuple[float, float, float]:
     """Median wall time of the workload untracked, tracked, and the median relative
     difference of untracked pairs (the machine's own noise, an A/A comparison)."""
     base, tracked, noise = [], [], []
     workload(steps // 10)  # warm up
     for _ in range(repeats):
         a = workload(steps)
-        with greenml.track(interval_s=0.1):
+        with greenml.track(interval_s=0.1, **recording):
             t = workload(steps)
         b = workload(steps)
         base.extend([a, b])
@@ -62,11 +68,11 @@ def slowdown(steps: int, repeats: int) -> tuple[float, float, float]:
     return statistics.median(base), statistics.median(tracked), statistics.median(noise)
 
 
-def latency(repeats: int) -> tuple[float, float]:
+def latency(repeats: int, **recording: object) -> tuple[float, float]:
     starts, stops = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run = greenml.Tracker(interval_s=0.1).start()
+        run = greenml.Tracker(interval_s=0.1, **recording).start()
         starts.append(time.perf_counter() - t0)
         time.sleep(0.3)
         t0 = time.perf_counter()
@@ -105,21 +111,49 @@ def main() -> None:
     print(
         f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}"
     )
+    os.chdir(tempfile.mkdtemp(prefix="greenml-bench-"))
+    os.environ.setdefault("GREENML_LOCATION", "aws:us-east-1")
+    off = {"log_to_mlflow": False, "journal": False}
+    every_second = {"log_interval_s": 1.0}
     with SimulatedNVML(gpus):
-        cpu, samples = sampler_cpu(args.seconds)
+        t0 = time.perf_counter()
+        greenml.Tracker(**off).start().stop()
+        print(f"| first track() in a process (factor tables) | {time.perf_counter() - t0:.2f} s |")
+        t0 = time.perf_counter()
+        greenml.Tracker(interval_s=0.1).start().stop()
         print(
-            f"| sampler CPU, {args.gpus} simulated GPUs + CPU + RAM | "
+            f"| first track() logging to MLflow (import mlflow, create the store) | "
+            f"{time.perf_counter() - t0:.2f} s |"
+        )
+        cpu, samples = sampler_cpu(args.seconds, **off)
+        print(
+            f"| sampler CPU, {args.gpus} simulated GPUs + CPU + RAM, no recording | "
             f"{cpu * 100:.2f} % of one core ({samples} samples in {args.seconds:.0f} s) |"
         )
-        base, tracked, noise = slowdown(args.steps, args.repeats)
+        cpu, samples = sampler_cpu(args.seconds, **every_second)
         print(
-            f"| training loop, median of {args.repeats} | untracked {base:.3f} s, "
-            f"tracked {tracked:.3f} s ({(tracked / base - 1) * 100:+.2f} %; untracked runs "
-            f"differ by {noise * 100:.1f} % among themselves) |"
+            f"| sampler + recorder CPU, journal + MLflow every 1 s | "
+            f"{cpu * 100:.2f} % of one core |"
+        )
+        for label, recording in (
+            ("no recording", off),
+            ("journal + MLflow every 1 s", every_second),
+        ):
+            base, tracked, noise = slowdown(args.steps, args.repeats, **recording)
+            print(
+                f"| training loop, {label}, median of {args.repeats} | untracked {base:.3f} s, "
+                f"tracked {tracked:.3f} s ({(tracked / base - 1) * 100:+.2f} %; untracked runs "
+                f"differ by {noise * 100:.1f} % among themselves) |"
+            )
+        start, stop = latency(args.repeats, **off)
+        print(
+            f"| start() / stop() latency, no recording, median | {start * 1000:.1f} ms / "
+            f"{stop * 1000:.1f} ms |"
         )
         start, stop = latency(args.repeats)
         print(
-            f"| start() / stop() latency, median | {start * 1000:.1f} ms / {stop * 1000:.1f} ms |"
+            f"| start() / stop() latency, journal + MLflow local store, median | "
+            f"{start * 1000:.1f} ms / {stop * 1000:.1f} ms |"
         )
     for channels, n in ((10, 10_000), (10, 100_000), (1, 1_000_000)):
         peak = ledger_memory(n, channels)

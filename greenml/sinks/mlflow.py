@@ -302,13 +302,14 @@ class MlflowTarget:
         )
         return runs[0].info.run_id if runs else None
 
-    def ensure_run(self, start: Mapping[str, Any]) -> str:
+    def ensure_run(self, start: Mapping[str, Any], *, search: bool = True) -> str:
         """The run to log into: the known one if it exists here, else the one tagged with
-        the greenml run id, else a new one (created with the journal's start time)."""
+        the greenml run id, else a new one (created with the journal's start time).
+        ``search=False`` skips the tag search, for a run id nobody can have used yet."""
         if self.run_id is not None and self.run_exists(self.run_id):
             return self.run_id
         gid = str(start["greenml_run_id"])
-        found = self.find_run(gid)
+        found = self.find_run(gid) if search else None
         if found is not None:
             self.run_id, self._history = found, {}
             self.experiment_id = self.client.get_run(found).info.experiment_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ class Recorder:
         self._retry: set[int] = set()  # seqs whose send failed midway: replay with dedupe
         self._down = False  # warned about the store being away, not yet back
         self._run_known = False
+        self._tried_run = False  # an attempt to create the MLflow run was made
         self._rows: list[dict[str, float]] = []
         self._stride = 1  # keep one tick's row in ``stride`` (doubles as rows thin out)
         self._ticks = 0
@@ -107,16 +109,18 @@ class Recorder:
             self._thread.start()
 
     def _tick_loop(self) -> None:
-        k = 0
         while True:
             try:
                 self.tick()
             except Exception:  # never let one bad tick end the recording
                 logger.warning("greenml: recording a time-series point failed", exc_info=True)
             self._wake.set()
-            k += 1  # points on a fixed grid: a slow tick does not shift the next ones
-            delay = self._start_s + k * self._interval_s - self._clock()
-            if self._stop.wait(max(delay, 0.0)):
+            # points on a fixed grid: a slow tick does not shift the next ones, and a late
+            # one brings no burst of catch-up points (the next is at least half an interval
+            # away, so two points never share a millisecond)
+            elapsed = self._clock() - self._start_s
+            k = math.floor(elapsed / self._interval_s + 0.5) + 1
+            if self._stop.wait(max(self._start_s + k * self._interval_s - self._clock(), 0.0)):
                 return
 
     def _send_loop(self) -> None:
@@ -264,7 +268,10 @@ class Recorder:
             sent: list[int] = []
             try:
                 if not self._run_known:
-                    target.ensure_run(self._start)
+                    # a fresh greenml run id is in no store yet, unless an earlier try
+                    # created the run and lost the answer: only then search by its tag
+                    search, self._tried_run = self._tried_run, True
+                    target.ensure_run(self._start, search=search)
                     self.journal.append({"t": "run", "run_id": target.run_id})
                     self._run_known = True
                 while True:

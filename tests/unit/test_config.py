@@ -70,3 +70,38 @@ def test_phase_names():
     for bad in ("", "a/b", "x" * 65, None, 3):
         with pytest.raises(ConfigError, match="phase name"):
             validate_phase_name(bad)
+
+
+def test_recording_settings_defaults_and_sources(tmp_path):
+    s = resolve({}, environ={}, config_dir=tmp_path)
+    assert (s.log_to_mlflow, s.journal, s.journal_dir, s.log_interval_s) == (
+        True,
+        True,
+        ".greenml/journal",
+        30.0,
+    )
+    (tmp_path / "greenml.toml").write_text('experiment = "bert"\nlog_interval_s = 10\n')
+    env = {"GREENML_LOG_TO_MLFLOW": "off", "GREENML_JOURNAL_DIR": "/var/greenml"}
+    s = resolve({"run_name": "r1"}, environ=env, config_dir=tmp_path)
+    assert (s.experiment, s.run_name, s.log_interval_s) == ("bert", "r1", 10.0)
+    assert (s.log_to_mlflow, s.journal_dir) == (False, "/var/greenml")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environ", "message"),
+    [
+        ({"log_interval_s": 0}, {}, "log_interval_s=0 is invalid: it must be a number > 0"),
+        ({}, {"GREENML_LOG_INTERVAL_S": "soon"}, "GREENML_LOG_INTERVAL_S='soon' is not a number"),
+        (
+            {},
+            {"GREENML_JOURNAL": "maybe"},
+            "GREENML_JOURNAL='maybe' is invalid: give true or false",
+        ),
+        ({"log_to_mlflow": "sometimes"}, {}, "log_to_mlflow='sometimes' is invalid"),
+        ({"tracking_uri": "  "}, {}, "tracking_uri='  ' is invalid: give a non-empty string"),
+    ],
+)
+def test_bad_recording_settings_name_the_value(tmp_path, arguments, environ, message):
+    with pytest.raises(ConfigError) as e:
+        resolve(arguments, environ=environ, config_dir=tmp_path)
+    assert message in str(e.value)

@@ -1,0 +1,77 @@
+"""The recorder's time-series points and its bounded timeseries.csv, driven by hand-built
+footprints (no threads, no store)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+
+import pytest
+
+from greenml.footprint import DeviceEnergy, Footprint
+from greenml.sinks.journal import MemoryJournal
+from greenml.sinks.recorder import MAX_CSV_ROWS, Recorder
+
+WATTS = (500.0, 250.0)  # two GPUs at constant power
+
+
+def _fp(t: float) -> Footprint:
+    kwh = [w * t / 3.6e6 for w in WATTS]
+    return Footprint(
+        duration_s=t,
+        energy_kwh=sum(kwh) * 1.2,
+        gpu_energy_kwh=sum(kwh),
+        cpu_energy_kwh=0.0,
+        ram_energy_kwh=0.0,
+        pue=1.2,
+        devices=tuple(
+            DeviceEnergy(f"gpu:{i}", "gpu", "H100", "counter", k, index=i)
+            for i, k in enumerate(kwh)
+        ),
+    )
+
+
+def _recorder() -> Recorder:
+    return Recorder(
+        snapshot=lambda: None,
+        journal=MemoryJournal(),
+        target=None,
+        start={"greenml_run_id": "r", "node": "n"},
+        interval_s=30.0,
+        wall_start_s=1_700_000_000.0,
+    )
+
+
+def test_points_carry_interval_power_and_wall_time() -> None:
+    rec = _recorder()
+    first = rec.tick(_fp(0.0))
+    second = rec.tick(_fp(30.0))
+    assert first["step"] == 0 and "greenml/gpu_power_w" not in first["metrics"]
+    assert second["step"] == 30 and second["ts"] == 1_700_000_030_000
+    assert second["metrics"]["greenml/gpu_0/power_w"] == pytest.approx(500.0)
+    assert second["metrics"]["greenml/gpu_1/power_w"] == pytest.approx(250.0)
+    assert second["metrics"]["greenml/gpu_power_w"] == pytest.approx(750.0)
+    # 750 W for 30 s = 22,500 J = 0.00625 kWh IT, x 1.2 PUE
+    assert second["metrics"]["greenml/energy_kwh"] == pytest.approx(0.0075)
+
+
+def test_timeseries_csv_stays_bounded_and_even_over_a_long_run() -> None:
+    rec = _recorder()
+    n = 10_000  # 83 hours at the default 30 s
+    for k in range(n):
+        rec.tick(_fp(30.0 * k))
+    rec.finish(_fp(30.0 * n - 7.0), "FINISHED")
+    rows = list(csv.DictReader(io.StringIO(rec.timeseries_csv())))
+    assert len(rows) <= MAX_CSV_ROWS
+    assert len(rows) >= MAX_CSV_ROWS // 2  # thinned evenly, not truncated
+    t = [float(r["elapsed_s"]) for r in rows]
+    gaps = {round(b - a, 3) for a, b in itertools.pairwise(t[:-1])}
+    assert len(gaps) == 1  # one spacing for every kept point but the final one
+    assert t[0] == 0.0 and t[-1] == pytest.approx(30.0 * n - 7.0)  # start and end kept
+    # power from the cumulative columns of kept rows: the constant draw, whatever thinning
+    for r in rows[1:]:
+        assert float(r["gpu_0_power_w"]) == pytest.approx(500.0)
+        assert float(r["gpu_power_w"]) == pytest.approx(750.0)
+    assert rows[0]["gpu_power_w"] == ""
+    assert len(rec.timeseries_csv()) < 200_000
