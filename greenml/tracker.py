@@ -236,6 +236,7 @@ class Tracker:
                     "this Tracker was already started; a Tracker measures one run "
                     "(use greenml.track(...) again, or the decorator, for another)"
                 )
+            target = self._mlflow_target()  # a bad run_id fails here, before any meter
             if callable(self._given_meters):
                 self._meters, self._flags = list(self._given_meters()), []
             elif self._given_meters is not None:
@@ -244,7 +245,6 @@ class Tracker:
                 self._meters, self._flags = default_meters(
                     self.settings, clock=self._clock, environ=self._environ
                 )
-            target = self._mlflow_target()  # a bad run_id fails here, before any thread
             channels = [c for m in self._meters for c in m.channels()]
             self._start_s = self._clock()
             self._wall_start_s = time.time()
@@ -389,10 +389,14 @@ class Tracker:
     def __enter__(self) -> Tracker:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        status = "FINISHED"
-        if exc_type is not None:
-            status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        status = "FINISHED"  # also for sys.exit(0) inside the block
+        if isinstance(exc, KeyboardInterrupt):
+            status = "KILLED"
+        elif exc is not None and not (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            status = "FAILED"
         try:
             self.stop(status)
         except Exception:  # never replace the user's exception, never fail their run

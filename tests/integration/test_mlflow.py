@@ -229,8 +229,10 @@ def test_failed_and_interrupted_runs_are_marked(plain_cwd):
         raise RuntimeError("training diverged")
     with pytest.raises(KeyboardInterrupt), greenml.track(location="FR") as stopped:
         raise KeyboardInterrupt
+    with pytest.raises(SystemExit), greenml.track(location="FR") as exited:
+        sys.exit(0)  # a script that ends itself cleanly
     client = MlflowClient(f"sqlite:///{plain_cwd}/mlflow.db")
-    for run, status in ((failed, "FAILED"), (stopped, "KILLED")):
+    for run, status in ((failed, "FAILED"), (stopped, "KILLED"), (exited, "FINISHED")):
         r = client.get_run(run.mlflow.run_id)
         assert r.info.status == status
         assert r.data.tags["greenml.status"] == status.lower()
@@ -368,21 +370,22 @@ def test_corrupt_journal_line_is_reported_and_the_rest_sent(mlflow_server, tmp_p
 # -- the server goes away ---------------------------------------------------------------
 
 
+def _logging_to(uri: str, jdir: Path, experiment: str) -> greenml.Tracker:
+    return greenml.track(
+        tracking_uri=uri,
+        experiment=experiment,
+        location="FR",
+        log_interval_s=0.25,
+        log_to_mlflow=True,
+        journal_dir=str(jdir),
+    )
+
+
 def test_server_stopped_and_restarted_mid_run_then_sync(private_mlflow_server, tmp_path, caplog):
     srv = private_mlflow_server
     jdir = tmp_path / "journal"
     caplog.set_level(logging.WARNING, logger="greenml")
-    with (
-        _sim(),
-        greenml.track(
-            tracking_uri=srv.uri,
-            experiment="restart",
-            location="FR",
-            log_interval_s=0.25,
-            log_to_mlflow=True,
-            journal_dir=str(jdir),
-        ) as run,
-    ):
+    with _sim(), _logging_to(srv.uri, jdir, "restart") as run:
         time.sleep(0.6)
         srv.stop()
         time.sleep(0.8)  # points are written while it is away
@@ -406,17 +409,7 @@ def test_server_stopped_and_restarted_mid_run_then_sync(private_mlflow_server, t
 def test_server_away_at_the_end_then_sync(private_mlflow_server, tmp_path):
     srv = private_mlflow_server
     jdir = tmp_path / "journal"
-    with (
-        _sim(),
-        greenml.track(
-            tracking_uri=srv.uri,
-            experiment="late",
-            location="FR",
-            log_interval_s=0.25,
-            log_to_mlflow=True,
-            journal_dir=str(jdir),
-        ) as run,
-    ):
+    with _sim(), _logging_to(srv.uri, jdir, "late") as run:
         time.sleep(0.5)
         srv.stop()
         time.sleep(0.5)
@@ -533,3 +526,37 @@ def test_sigterm_writes_the_summary(mlflow_server, tmp_path):
     assert r.data.metrics["greenml/gpu_0/power_w"] == pytest.approx(400.0, rel=0.02)
     arts = {a.path for a in client.list_artifacts(c.run_id, "greenml")}
     assert arts == {"greenml/footprint.json", "greenml/timeseries.csv"}
+
+
+CHAINED = textwrap.dedent(
+    """
+    import signal, sys, time
+    import greenml
+
+    def users_handler(signum, frame):  # e.g. a trainer that checkpoints on SIGTERM
+        print("user handler ran", flush=True)
+        sys.exit(3)
+
+    signal.signal(signal.SIGTERM, users_handler)
+    with greenml.track(journal_dir=sys.argv[1], location="FR", log_to_mlflow=False,
+                       journal=True, log_interval_s=0.2):
+        print("started", flush=True)
+        while True:
+            time.sleep(0.02)
+    """
+)
+
+
+def test_sigterm_hands_on_to_the_users_handler(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHAINED, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 3  # the user's handler decided how the process ends
+    assert "user handler ran" in proc.stdout.read()
+    proc.stdout.close()
+    c = jr.read(_only_journal(tmp_path))
+    assert c.end["status"] == "KILLED" and c.summary["status"] == "KILLED"
+    assert c.summary["metrics"]["greenml/duration_s"] >= 0.4
