@@ -263,41 +263,49 @@ class Tracker:
 
     def _mlflow_target(self) -> MlflowTarget | None:
         """Where the run goes in MLflow (``None`` with ``log_to_mlflow=False``). Attaches
-        to ``run_id`` or to the caller's active run; otherwise a run is created later, by
-        the recorder thread. A ``run_id`` the store does not have is a ConfigError."""
+        to ``run_id``, else the caller's active run, else ``MLFLOW_RUN_ID`` (what `mlflow
+        run` sets); otherwise a run is created later, by the recorder thread. A run id the
+        store does not have is a ConfigError."""
         s = self.settings
         if not s.log_to_mlflow:
             return None
         from greenml.sinks import mlflow as sink
 
         uri = sink.absolute_uri(s.tracking_uri or sink.default_tracking_uri(self._environ))
-        run_id, owns = s.run_id, False
+        run_id, owns, named = s.run_id, False, "run_id"
         if run_id is None:
             same_store = s.tracking_uri is None or uri == sink.absolute_uri(
                 sink.default_tracking_uri(None)
             )
             run_id = sink.active_run_id() if same_store else None
+            if run_id is None and same_store:  # set by `mlflow run` for the job's run
+                env = os.environ if self._environ is None else self._environ
+                run_id, named = env.get("MLFLOW_RUN_ID", "").strip() or None, "MLFLOW_RUN_ID"
+            else:
+                named = ""
             owns = run_id is None
         target = sink.MlflowTarget(
             uri, experiment=s.experiment, run_name=s.run_name, run_id=run_id, owns_run=owns
         )
-        if s.run_id is not None:
+        if run_id is not None and named:
             if not target.reachable():
                 logger.warning(
-                    "greenml: cannot check run_id=%r: MLflow at %s does not answer; the run's "
+                    "greenml: cannot check %s=%r: MLflow at %s does not answer; the run's "
                     "records will wait in the journal",
-                    s.run_id,
+                    named,
+                    run_id,
                     sink.redact_uri(uri),
                 )
                 return target
             try:
-                target.check_run(s.run_id)
+                target.check_run(run_id, named=named)
             except ConfigError:
                 raise
             except Exception as e:  # a malformed URI or a store error: warn, keep measuring
                 logger.warning(
-                    "greenml: cannot check run_id=%r in MLflow at %s (%s)",
-                    s.run_id,
+                    "greenml: cannot check %s=%r in MLflow at %s (%s)",
+                    named,
+                    run_id,
                     sink.redact_uri(uri),
                     e,
                 )

@@ -282,13 +282,14 @@ class MlflowTarget:
                 return False
             raise
 
-    def check_run(self, run_id: str) -> None:
-        """Raise :class:`ConfigError` if ``run_id`` is not a run of this store."""
+    def check_run(self, run_id: str, *, named: str = "run_id") -> None:
+        """Raise :class:`ConfigError` if ``run_id`` (given as ``named``) is not a run of
+        this store."""
         if not self.run_exists(run_id):
             raise ConfigError(
-                f"run_id={run_id!r} does not exist in the tracking store "
+                f"{named}={run_id!r} does not exist in the tracking store "
                 f"{redact_uri(self.tracking_uri)}; give the id of an existing run (MLflow shows "
-                "it on the run's page), or leave run_id unset to start a new run"
+                f"it on the run's page), or leave {named} unset to start a new run"
             )
 
     def find_run(self, greenml_run_id: str) -> str | None:

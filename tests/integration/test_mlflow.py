@@ -287,6 +287,20 @@ def test_existing_run_id_is_attached_and_left_open(mlflow_server):
     assert r.data.metrics["greenml/energy_kwh"] == pytest.approx(run.footprint.energy_kwh)
 
 
+def test_mlflow_run_id_variable_is_attached_and_checked(mlflow_server, monkeypatch):
+    client = MlflowClient(mlflow_server.uri)
+    target = client.create_run(client.create_experiment(f"env-{uuid.uuid4().hex[:8]}"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    monkeypatch.setenv("MLFLOW_RUN_ID", target.info.run_id)  # as `mlflow run` sets it
+    with greenml.track(location="FR", log_to_mlflow=True, journal=False) as run:
+        pass
+    assert run.mlflow.run_id == target.info.run_id
+    assert client.get_run(target.info.run_id).info.status == "RUNNING"
+    monkeypatch.setenv("MLFLOW_RUN_ID", "f" * 32)
+    with pytest.raises(ConfigError, match=r"MLFLOW_RUN_ID='f{32}' does not exist"):
+        greenml.track(location="FR", log_to_mlflow=True).start()
+
+
 def test_unreachable_store_warns_with_redacted_uri_then_sync_delivers(
     mlflow_server, tmp_path, caplog
 ):
