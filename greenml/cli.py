@@ -344,6 +344,8 @@ def sync(journal_dir: str | None, tracking_uri: str | None, include_local: bool)
         name = r.path.name
         for number, why in r.bad_lines:
             click.echo(f"{name}: line {number} skipped: {why}")
+        for note in dict.fromkeys(r.notes):
+            click.echo(f"{name}: note: {note}")
         if r.error:
             failed += 1
             click.echo(f"{name}: FAILED after {r.sent} record(s) to {r.tracking_uri}: {r.error}")

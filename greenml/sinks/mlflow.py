@@ -38,6 +38,23 @@ _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
 _NO_SUCH_RUN = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
+# MLflow error codes that say the request itself was refused: sending it again cannot help
+_REJECTED = (
+    "INVALID_PARAMETER_VALUE",
+    "BAD_REQUEST",
+    "INVALID_STATE",
+    "RESOURCE_DOES_NOT_EXIST",
+    "RESOURCE_ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+)
+
+
+def is_rejection(e: BaseException) -> bool:
+    """Whether the store refused a request (as opposed to not answering)."""
+    return getattr(e, "error_code", None) in _REJECTED
+
+
 class SinkError(GreenMLError):
     """The tracking store could not be reached or refused a record."""
 
@@ -332,41 +349,65 @@ class MlflowTarget:
         self.owns_run = True
         return self.run_id
 
-    def send(self, record: Mapping[str, Any], *, dedupe: bool) -> None:
+    def send(self, record: Mapping[str, Any], *, dedupe: bool) -> list[str]:
         """Log one journal record. With ``dedupe`` (a replay, or a retry after a failed
-        send), points the run already has (same name, step and timestamp) are skipped."""
-        from mlflow.entities import Metric, Param, RunTag
+        send), points the run already has (same name, step and timestamp) are skipped.
+
+        Params go in a call of their own: a run that already holds a param with another
+        value (two tracked blocks in one run, say) keeps it, and that costs neither the
+        metrics nor the end of the run. The returned notes say which params were kept."""
+        from mlflow.entities import Metric, RunTag
 
         assert self.run_id is not None
-        kind = record["t"]
         metrics = [
             Metric(k, float(v), int(record["ts"]), int(record["step"]))
             for k, v in record.get("metrics", {}).items()
         ]
         if dedupe and metrics:
             metrics = [m for m in metrics if not self._has_point(m.key, m.step, m.timestamp)]
-        params = [Param(k, str(v)) for k, v in record.get("params", {}).items()]
         tags = [RunTag(k, str(v)) for k, v in record.get("tags", {}).items()]
         for i in range(0, max(len(metrics), 1), MAX_BATCH):
-            self.client.log_batch(
-                self.run_id,
-                metrics=metrics[i : i + MAX_BATCH],
-                params=params if i == 0 else [],
-                tags=tags if i == 0 else [],
-            )
+            batch = metrics[i : i + MAX_BATCH]
+            if batch or (i == 0 and tags):
+                self.client.log_batch(self.run_id, metrics=batch, tags=tags if i == 0 else [])
         for m in metrics:
             if m.key in self._history:
                 self._history[m.key].add((m.step, m.timestamp))
-        if kind == "summary":
+        notes = self._log_params(record.get("params", {}))
+        if record["t"] == "summary":
             for path, key in ((FOOTPRINT_ARTIFACT, "footprint"), (TIMESERIES_ARTIFACT, "csv")):
                 if key in record:
                     text = record[key]
                     if not isinstance(text, str):
                         text = json.dumps(text, indent=2, default=str)
                     self.client.log_text(self.run_id, text, path)
-            status = str(record.get("status", "FINISHED"))
             if self.owns_run:
+                status = str(record.get("status", "FINISHED"))
                 self.client.set_terminated(self.run_id, status, end_time=int(record["ts"]))
+        return notes
+
+    def _log_params(self, params: Mapping[str, Any]) -> list[str]:
+        from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
+
+        if not params:
+            return []
+        try:
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            return []
+        except MlflowException as e:
+            if not is_rejection(e):
+                raise
+        have = self.client.get_run(self.run_id).data.params
+        kept = [k for k, v in params.items() if k in have and have[k] != str(v)]
+        new = [Param(k, str(v)) for k, v in params.items() if k not in have]
+        if new:
+            self.client.log_batch(self.run_id, params=new)
+        return [
+            f"the run already had {k}={have[k]!r}; this job's {k}={params[k]!r} is in "
+            f"{FOOTPRINT_ARTIFACT}"
+            for k in kept
+        ]
 
     def end(self, status: str, end_time_ms: int | None = None) -> None:
         """Mark a run that never sent its summary (killed) as ended."""

@@ -82,6 +82,7 @@ class Recorder:
         self._rows_lock = threading.Lock()  # ticks vs the end of the run
         self._pending: list[dict[str, Any]] = []
         self._retry: set[int] = set()  # seqs whose send failed midway: replay with dedupe
+        self._noted: set[str] = set()  # warnings about kept params, said once
         self._down = False  # warned about the store being away, not yet back
         self._run_known = False
         self._tried_run = False  # an attempt to create the MLflow run was made
@@ -280,12 +281,27 @@ class Recorder:
                             break
                         rec = self._pending[0]
                     try:
-                        target.send(rec, dedupe=rec["seq"] in self._retry)
-                    except Exception:
-                        self._retry.add(rec["seq"])  # it may have partly arrived
-                        raise
-                    self._retry.discard(rec["seq"])
-                    sent.append(rec["seq"])
+                        notes = target.send(rec, dedupe=rec["seq"] in self._retry)
+                    except Exception as e:
+                        if not names.is_rejection(e):
+                            self._retry.add(rec["seq"])  # it may have partly arrived
+                            raise
+                        # refused, not unanswered: retrying cannot help, and it must not
+                        # hold up the records behind it; it stays unsent in the journal
+                        logger.warning(
+                            "greenml: MLflow refused a record of this run (%s); it stays in "
+                            "the journal %s",
+                            str(e).splitlines()[0],
+                            self.where,
+                        )
+                        notes = None
+                    else:
+                        self._retry.discard(rec["seq"])
+                        sent.append(rec["seq"])
+                    for note in notes or ():
+                        if note not in self._noted:
+                            self._noted.add(note)
+                            logger.warning("greenml: %s", note)
                     with self._pending_lock:
                         self._pending.pop(0)
             except Exception as e:

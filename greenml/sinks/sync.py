@@ -33,6 +33,7 @@ class SyncResult:
     skipped: str | None = None  # why nothing was done
     error: str | None = None
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # params the run already had, kept
 
 
 def sync_all(
@@ -100,7 +101,7 @@ def sync_file(
         sent: list[int] = []
         try:
             for rec in unsent:
-                target.send(rec, dedupe=True)
+                result.notes.extend(target.send(rec, dedupe=True))
                 sent.append(rec["seq"])
         finally:
             journal.mark_sent(sent)

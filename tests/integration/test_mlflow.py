@@ -209,6 +209,23 @@ def test_composes_with_the_users_run(mlflow_server, tmp_path, monkeypatch):
     assert len(client.search_runs([exp])) == 2  # the user's two runs, none of greenml's own
 
 
+def test_two_tracked_blocks_in_one_run_keep_the_first_params(plain_cwd, caplog):
+    caplog.set_level(logging.WARNING, logger="greenml")
+    with mlflow.start_run() as outer:
+        with greenml.track(location="FR", pue=1.1) as first:
+            time.sleep(0.05)
+        with greenml.track(location="FR", pue=1.3) as second:
+            time.sleep(0.05)
+    client = MlflowClient(f"sqlite:///{plain_cwd}/mlflow.db")
+    r = client.get_run(outer.info.run_id)
+    assert r.data.params["greenml.pue"] == "1.1"  # MLflow params never change
+    assert "already had greenml.pue='1.1'; this job's greenml.pue='1.3'" in caplog.text
+    # the second block's metrics and summary still arrived
+    assert second.mlflow.delivered and first.mlflow.delivered
+    ends = {m.value for m in client.get_metric_history(r.info.run_id, "greenml/energy_kwh")}
+    assert {first.footprint.energy_kwh, second.footprint.energy_kwh} <= ends
+
+
 def test_local_default_store(plain_cwd):
     """No tracking URI anywhere: MLflow's own default, sqlite:///mlflow.db here."""
     with _sim(), greenml.track(location="FR", log_interval_s=0.2) as run:
