@@ -490,7 +490,8 @@ class Tracker:
     def _gpu_joules_now(self) -> tuple[float, dict[int, float]]:
         """(now, joules per GPU index) with each GPU's accounting brought up to now:
         segments held back for phase shaping are counted and the last power is carried
-        to the present. For mean power between time-series points, not for the ledger."""
+        to the present. A GPU without a rate yet is left out. For mean power between
+        time-series points, not for the ledger."""
         assert self._ledger is not None and self._start_s is not None
         now = self._clock()
         out: dict[int, float] = {}
@@ -498,8 +499,10 @@ class Tracker:
             ch = st.channel
             if ch.kind != "gpu" or ch.index is None:
                 continue
+            if st.slope_w is None or st.last_t is None:
+                continue  # no rate yet (the first readings): its joules now are not known
             j = st.energy_j + sum(q[2] for q in st.queue) * ch.share
-            if st.last_t is not None and st.slope_w is not None and st.lost_at_s is None:
+            if st.lost_at_s is None:
                 j += st.slope_w * ch.share * max(0.0, now - st.last_t)
             out[ch.index] = out.get(ch.index, 0.0) + j
         return now - self._start_s, out

@@ -67,7 +67,8 @@ def timeseries_values(fp: Footprint, gpu_power_w: Mapping[int, float]) -> dict[s
     mean power since the previous point (``gpu_power_w``: index -> watts)."""
     out = _energy_values(fp)
     if gpu_power_w:
-        out[f"{PREFIX}gpu_power_w"] = sum(gpu_power_w.values())
+        if set(gpu_power_w) == set(gpu_energy_by_index(fp)):  # a total of every GPU, or none
+            out[f"{PREFIX}gpu_power_w"] = sum(gpu_power_w.values())
         for i, w in sorted(gpu_power_w.items()):
             out[f"{PREFIX}gpu_{i}/power_w"] = w
     return out

@@ -89,7 +89,7 @@ class Recorder:
         self._rows: list[dict[str, float]] = []
         self._stride = 1  # keep one tick's row in ``stride`` (doubles as rows thin out)
         self._ticks = 0
-        self._last: tuple[float, dict[int, float]] | None = None  # (elapsed_s, GPU joules)
+        self._last: dict[int, tuple[float, float]] = {}  # GPU -> (elapsed_s, joules) last seen
         self._finished = False
         self.journal.append({"t": "start", **start})
         self.journal.flush()
@@ -151,11 +151,17 @@ class Recorder:
                 elapsed,
                 {i: k * 3.6e6 for i, k in names.gpu_energy_by_index(fp).items()},
             )
+        if self._ticks == 0:
+            # energy at the start is zero by definition: the exact base for each GPU's first
+            # interval (the first point comes a few ms in, before any counter refresh)
+            self._last = {i: (0.0, 0.0) for i in names.gpu_energy_by_index(fp)}
+            now_s, joules = 0.0, dict.fromkeys(self._last, 0.0)
         power: dict[int, float] = {}
-        if self._last is not None and now_s > self._last[0]:
-            dt = now_s - self._last[0]
-            power = {i: (j - self._last[1].get(i, 0.0)) / dt for i, j in joules.items()}
-        self._last = (now_s, joules)
+        for i, j in joules.items():  # GPUs with no rate yet are absent: no power this time
+            t0, j0 = self._last.get(i, (0.0, 0.0))
+            if now_s > t0:
+                power[i] = (j - j0) / (now_s - t0)
+            self._last[i] = (now_s, j)
         values = names.timeseries_values(fp, power)
         record = self.journal.append(
             {"t": "metrics", "ts": self._ts(elapsed), "step": int(elapsed), "metrics": values}
@@ -168,7 +174,7 @@ class Recorder:
             tags[names.TAG_STATUS] = "running"
             self._queue(self.journal.append({"t": "params", "params": params, "tags": tags}))
         self._queue(record)
-        self._keep_row(fp, final=False)
+        self._keep_row(fp, now_s, joules, final=False)
         self._ticks += 1
         self.journal.flush()
         return record
@@ -181,7 +187,8 @@ class Recorder:
                 return
             self._finished = True
             self._stop.set()
-            self._keep_row(fp, final=True)
+            exact = {i: k * 3.6e6 for i, k in names.gpu_energy_by_index(fp).items()}
+            self._keep_row(fp, fp.duration_s, exact, final=True)
             csv_text = self.timeseries_csv()
         gid = self._start["greenml_run_id"]
         tags = names.run_tags(fp, node=self._start["node"], greenml_run_id=gid)
@@ -330,13 +337,18 @@ class Recorder:
 
     # -- timeseries.csv ---------------------------------------------------------------
 
-    def _keep_row(self, fp: Footprint, *, final: bool) -> None:
+    def _keep_row(
+        self, fp: Footprint, now_s: float, gpu_j: dict[int, float], *, final: bool
+    ) -> None:
+        """Keep a CSV row: the footprint's cumulative figures, plus (under keys starting
+        with ``_``) the GPUs' joules brought up to ``now_s``, for the power columns."""
         row: dict[str, float] = {
             "elapsed_s": fp.duration_s,
             "energy_kwh": fp.energy_kwh,
             "gpu_energy_kwh": fp.gpu_energy_kwh,
             "cpu_energy_kwh": fp.cpu_energy_kwh,
             "ram_energy_kwh": fp.ram_energy_kwh,
+            "_t": now_s,
         }
         for name in ("co2e_kg", "co2e_market_kg", "cost_usd"):
             value = getattr(fp, name)
@@ -344,8 +356,14 @@ class Recorder:
                 row[name] = value
         for i, kwh in sorted(names.gpu_energy_by_index(fp).items()):
             row[f"gpu_{i}_energy_kwh"] = kwh
+        for i, j in gpu_j.items():
+            row[f"_j{i}"] = j
         if final:
-            if self._rows and self._rows[-1]["elapsed_s"] >= fp.duration_s:
+            # the end replaces a point less than half an interval before it: a power over
+            # a few milliseconds says nothing
+            while self._rows and len(self._rows) > 1:
+                if fp.duration_s - self._rows[-1]["elapsed_s"] >= self._interval_s / 2:
+                    break
                 self._rows.pop()
             self._rows.append(row)
             return
@@ -358,13 +376,11 @@ class Recorder:
     def timeseries_csv(self) -> str:
         """The kept rows as CSV. Figures are cumulative; power columns are the mean power
         between a row and the one before it (so thinning never distorts them)."""
-        gpu_cols = sorted(
-            {k for r in self._rows for k in r if k.startswith("gpu_") and k[4].isdigit()},
-            key=lambda k: int(k.split("_")[1]),
-        )
+        gpus = sorted({int(k[2:]) for r in self._rows for k in r if k.startswith("_j")})
+        gpu_cols = [f"gpu_{i}_energy_kwh" for i in gpus]
         figures = ["energy_kwh", "gpu_energy_kwh", "cpu_energy_kwh", "ram_energy_kwh"]
         figures += [c for c in ("co2e_kg", "co2e_market_kg", "cost_usd") if self._has(c)]
-        power_cols = ["gpu_power_w"] + [c.replace("_energy_kwh", "_power_w") for c in gpu_cols]
+        power_cols = ["gpu_power_w"] + [f"gpu_{i}_power_w" for i in gpus]
         header = ["elapsed_s", "time_utc", *figures, *gpu_cols, *power_cols]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -374,12 +390,16 @@ class Recorder:
             when = datetime.fromtimestamp(self._wall_start_s + row["elapsed_s"], tz=timezone.utc)
             line: list[Any] = [f"{row['elapsed_s']:.3f}", when.isoformat(timespec="seconds")]
             line += [_fmt(row.get(c)) for c in figures + gpu_cols]
-            for c in ["gpu_energy_kwh", *gpu_cols]:
-                dt = row["elapsed_s"] - prev["elapsed_s"] if prev else 0.0
-                if prev is None or dt <= 0 or c not in row:
-                    line.append("")
-                else:
-                    line.append(f"{(row[c] - prev.get(c, 0.0)) * 3.6e6 / dt:.3f}")
+            dt = row["_t"] - prev["_t"] if prev is not None else 0.0
+            watts = [
+                (row[f"_j{i}"] - prev[f"_j{i}"]) / dt
+                if prev is not None and dt > 0 and f"_j{i}" in row and f"_j{i}" in prev
+                else None
+                for i in gpus
+            ]
+            known = [w for w in watts if w is not None]
+            total = sum(known) if known and len(known) == len(watts) else None
+            line += [_fmt3(total)] + [_fmt3(w) for w in watts]
             writer.writerow(line)
             prev = row
         return out.getvalue()
@@ -393,3 +413,7 @@ class Recorder:
 
 def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.9g}"
+
+
+def _fmt3(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"

@@ -170,7 +170,10 @@ def test_every_design_name_lands_with_the_footprint_values(mlflow_server, tmp_pa
     assert float(rows[-1]["energy_kwh"]) == pytest.approx(fp.energy_kwh, rel=1e-6)
     assert float(rows[-1]["elapsed_s"]) == pytest.approx(fp.duration_s, abs=1e-3)
     # mean power between points, from the cumulative columns: 300 W and 450 W
-    assert float(rows[-2]["gpu_1_power_w"]) == pytest.approx(450.0, rel=0.05)
+    # mean power between rows, 0.3 s apart, from the GPUs' joules brought up to each row
+    for row in rows[1:]:
+        assert float(row["gpu_0_power_w"]) == pytest.approx(300.0, rel=0.05)
+        assert float(row["gpu_1_power_w"]) == pytest.approx(450.0, rel=0.05)
 
     series = _points(client, r.info.run_id, "greenml/energy_kwh")
     assert len(series) >= 5 and series[0][2] == 0.0

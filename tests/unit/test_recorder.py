@@ -75,3 +75,26 @@ def test_timeseries_csv_stays_bounded_and_even_over_a_long_run() -> None:
         assert float(r["gpu_power_w"]) == pytest.approx(750.0)
     assert rows[0]["gpu_power_w"] == ""
     assert len(rec.timeseries_csv()) < 200_000
+
+
+def test_a_gpu_without_a_rate_yet_gets_no_power_until_it_has_one() -> None:
+    # (elapsed, joules per GPU brought up to then); GPU 1 has no rate at 0.3 s
+    live = iter([(0.004, {}), (0.3, {0: 150.0}), (0.6, {0: 300.0, 1: 150.0})])
+    rec = Recorder(
+        snapshot=lambda: None,
+        gpu_joules=lambda: next(live),
+        journal=MemoryJournal(),
+        target=None,
+        start={"greenml_run_id": "r", "node": "n"},
+        interval_s=0.3,
+        wall_start_s=0.0,
+    )
+    rec.tick(_fp(0.004))
+    second = rec.tick(_fp(0.3))["metrics"]
+    third = rec.tick(_fp(0.6))["metrics"]
+    assert second["greenml/gpu_0/power_w"] == pytest.approx(500.0)  # 150 J in 0.3 s
+    assert "greenml/gpu_1/power_w" not in second  # unknown, not 0
+    assert "greenml/gpu_power_w" not in second  # no total of some GPUs
+    assert third["greenml/gpu_0/power_w"] == pytest.approx(500.0)
+    assert third["greenml/gpu_1/power_w"] == pytest.approx(250.0)  # 150 J since the start
+    assert third["greenml/gpu_power_w"] == pytest.approx(750.0)
