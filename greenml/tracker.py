@@ -352,10 +352,10 @@ class Tracker:
             "experiment": s.experiment,
             "run_name": s.run_name,
         }
-        return Recorder(
+        recorder = functools.partial(
+            Recorder,
             snapshot=self._live_snapshot,
             gpu_joules=self._gpu_joules_now,
-            journal=log,
             target=target,
             start=start,
             interval_s=s.log_interval_s,
@@ -364,6 +364,16 @@ class Tracker:
             start_s=self._start_s,
             wall_start_s=self._wall_start_s,
         )
+        try:
+            return recorder(journal=log)  # writes the start record
+        except OSError as e:  # a full or read-only disk must not stop the training
+            logger.warning(
+                "greenml: cannot write the journal %s (%s); records are kept in memory only "
+                "and are lost if the process dies",
+                log.path,
+                e,
+            )
+            return recorder(journal=MemoryJournal())
 
     def stop(self, status: str = "FINISHED") -> Footprint:
         """Stop sampling, compute the footprint and record it (journal, then MLflow).

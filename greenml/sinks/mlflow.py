@@ -312,12 +312,16 @@ class MlflowTarget:
 
     def find_run(self, greenml_run_id: str) -> str | None:
         """The MLflow run tagged with this greenml run id, in any experiment."""
+        from mlflow.entities import ViewType
+
         client = self.client
-        ids = [e.experiment_id for e in client.search_experiments(view_type=3)]  # ALL
+        ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
         if not ids:
             return None
         runs = client.search_runs(
-            ids, filter_string=f"tags.`{TAG_RUN_ID}` = '{greenml_run_id}'", run_view_type=3
+            ids,
+            filter_string=f"tags.`{TAG_RUN_ID}` = '{greenml_run_id}'",
+            run_view_type=ViewType.ALL,
         )
         return runs[0].info.run_id if runs else None
 

@@ -277,6 +277,17 @@ def test_opting_out(plain_cwd, tmp_path):
     assert not (tmp_path / "j").exists()
 
 
+def test_an_unwritable_journal_does_not_stop_the_run(plain_cwd, caplog):
+    (plain_cwd / "blocked").write_text("a file where the journal folder should be")
+    caplog.set_level(logging.WARNING, logger="greenml")
+    with greenml.track(location="FR", journal_dir="blocked/journal") as run:
+        time.sleep(0.05)
+    assert "cannot write the journal blocked/journal/" in caplog.text
+    assert run.mlflow.journal is None and run.mlflow.delivered  # MLflow still has it
+    r = MlflowClient(f"sqlite:///{plain_cwd}/mlflow.db").get_run(run.mlflow.run_id)
+    assert r.data.metrics["greenml/energy_kwh"] == pytest.approx(run.footprint.energy_kwh)
+
+
 # -- bad input --------------------------------------------------------------------------
 
 
