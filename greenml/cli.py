@@ -166,8 +166,9 @@ def demo(
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     fp = run.footprint
-    data = {"greenml_version": __version__, "greenml_run_id": run.greenml_run_id}
-    data.update(fp.to_dict())
+    from greenml.sinks.mlflow import footprint_document
+
+    data = footprint_document(fp, run.greenml_run_id)
     with open(out, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, default=str)
     if fmt == "json":

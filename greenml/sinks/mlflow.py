@@ -143,14 +143,27 @@ def run_params(fp: Footprint, *, with_intensity: bool = True) -> dict[str, str]:
     return params
 
 
-def run_tags(fp: Footprint, *, node: str, greenml_run_id: str) -> dict[str, str]:
-    return {
+def run_tags(
+    fp: Footprint, *, node: str, greenml_run_id: str, status: str | None = None
+) -> dict[str, str]:
+    """The run's tags; ``status`` (``running`` or an MLflow end status) adds
+    ``greenml.status``."""
+    tags = {
         "greenml.version": __version__,
         "greenml.scope": fp.scope or NA,
         "greenml.measurement": fp.measurement,
         "greenml.node": node,
         TAG_RUN_ID: greenml_run_id,
     }
+    if status is not None:
+        tags[TAG_STATUS] = status_tag(status)
+    return tags
+
+
+def footprint_document(fp: Footprint, greenml_run_id: str | None) -> dict[str, Any]:
+    """The content of ``greenml/footprint.json``: the whole footprint, with the greenml
+    version and run id it came from."""
+    return {"greenml_version": __version__, "greenml_run_id": greenml_run_id, **fp.to_dict()}
 
 
 def _factor(fp: Footprint, name: str) -> Any:

@@ -95,8 +95,12 @@ class Recorder:
         self.journal.flush()
 
     @property
+    def journal_file(self) -> str | None:
+        return str(self.journal.path) if self.journal.path else None
+
+    @property
     def where(self) -> str:
-        return str(self.journal.path) if self.journal.path else "memory (journal=False)"
+        return self.journal_file or "memory (journal=False)"
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -144,18 +148,15 @@ class Recorder:
 
     def _tick(self, fp: Footprint) -> dict[str, Any]:
         elapsed = fp.duration_s
-        if self._gpu_joules is not None:
-            now_s, joules = self._gpu_joules()
-        else:
-            now_s, joules = (
-                elapsed,
-                {i: k * 3.6e6 for i, k in names.gpu_energy_by_index(fp).items()},
-            )
         if self._ticks == 0:
             # energy at the start is zero by definition: the exact base for each GPU's first
             # interval (the first point comes a few ms in, before any counter refresh)
             self._last = {i: (0.0, 0.0) for i in names.gpu_energy_by_index(fp)}
             now_s, joules = 0.0, dict.fromkeys(self._last, 0.0)
+        elif self._gpu_joules is not None:
+            now_s, joules = self._gpu_joules()
+        else:
+            now_s, joules = elapsed, _gpu_joules_of(fp)
         power: dict[int, float] = {}
         for i, j in joules.items():  # GPUs with no rate yet are absent: no power this time
             t0, j0 = self._last.get(i, (0.0, 0.0))
@@ -169,9 +170,11 @@ class Recorder:
         if self._ticks == 0:
             params = names.run_params(fp, with_intensity=self._intensity_is_final)
             tags = names.run_tags(
-                fp, node=self._start["node"], greenml_run_id=self._start["greenml_run_id"]
+                fp,
+                node=self._start["node"],
+                greenml_run_id=self._start["greenml_run_id"],
+                status="running",
             )
-            tags[names.TAG_STATUS] = "running"
             self._queue(self.journal.append({"t": "params", "params": params, "tags": tags}))
         self._queue(record)
         self._keep_row(fp, now_s, joules, final=False)
@@ -187,14 +190,10 @@ class Recorder:
                 return
             self._finished = True
             self._stop.set()
-            exact = {i: k * 3.6e6 for i, k in names.gpu_energy_by_index(fp).items()}
-            self._keep_row(fp, fp.duration_s, exact, final=True)
+            self._keep_row(fp, fp.duration_s, _gpu_joules_of(fp), final=True)
             csv_text = self.timeseries_csv()
         gid = self._start["greenml_run_id"]
-        tags = names.run_tags(fp, node=self._start["node"], greenml_run_id=gid)
-        tags[names.TAG_STATUS] = names.status_tag(status)
-        footprint = {"greenml_version": tags["greenml.version"], "greenml_run_id": gid}
-        footprint.update(fp.to_dict())
+        tags = names.run_tags(fp, node=self._start["node"], greenml_run_id=gid, status=status)
         summary = self.journal.append(
             {
                 "t": "summary",
@@ -204,7 +203,7 @@ class Recorder:
                 "metrics": names.summary_metrics(fp),
                 "params": names.run_params(fp),
                 "tags": tags,
-                "footprint": footprint,
+                "footprint": names.footprint_document(fp, gid),
                 "csv": csv_text,
             }
         )
@@ -250,7 +249,7 @@ class Recorder:
             run_id=t.run_id if t is not None else None,
             experiment_id=t.experiment_id if t is not None else None,
             delivered=delivered,
-            journal=str(self.journal.path) if self.journal.path else None,
+            journal=self.journal_file,
         )
 
     # -- MLflow ---------------------------------------------------------------------
@@ -409,6 +408,10 @@ class Recorder:
 
     def _ts(self, elapsed_s: float) -> int:
         return round((self._wall_start_s + elapsed_s) * 1000)
+
+
+def _gpu_joules_of(fp: Footprint) -> dict[int, float]:
+    return {i: kwh * 3.6e6 for i, kwh in names.gpu_energy_by_index(fp).items()}
 
 
 def _fmt(x: float | None) -> str:

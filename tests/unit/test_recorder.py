@@ -78,8 +78,9 @@ def test_timeseries_csv_stays_bounded_and_even_over_a_long_run() -> None:
 
 
 def test_a_gpu_without_a_rate_yet_gets_no_power_until_it_has_one() -> None:
-    # (elapsed, joules per GPU brought up to then); GPU 1 has no rate at 0.3 s
-    live = iter([(0.004, {}), (0.3, {0: 150.0}), (0.6, {0: 300.0, 1: 150.0})])
+    # (elapsed, joules per GPU brought up to then), asked for from the second point on
+    # (the first is the start, at zero); GPU 1 has no rate at 0.3 s
+    live = iter([(0.3, {0: 150.0}), (0.6, {0: 300.0, 1: 150.0})])
     rec = Recorder(
         snapshot=lambda: None,
         gpu_joules=lambda: next(live),
