@@ -19,6 +19,7 @@ _EXPORTS = {
     "Footprint": "greenml.footprint",
     "GreenMLError": "greenml.errors",
     "ConfigError": "greenml.errors",
+    "GreenMLWarning": "greenml.errors",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -15,11 +15,19 @@ nothing above the meters sees a ``pynvml.NVMLError``.
         ├── NotSupportedError      the hardware or driver does not offer this reading
         └── DriverError            any other driver/library failure (NVML unknown error, I/O error)
 
+    GreenMLWarning (a UserWarning)   something the user must act on; see :func:`warn`
+
 ``ConfigError`` is also a ``ValueError`` so that code written against the standard
 library's conventions still catches it.
 """
 
 from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Any
 
 
 class GreenMLError(Exception):
@@ -48,3 +56,41 @@ class NotSupportedError(MeasurementError):
 
 class DriverError(MeasurementError):
     """Any other failure of the driver or the kernel interface."""
+
+
+class GreenMLWarning(UserWarning):
+    """Something the user must see and may have to act on: MLflow unreachable (and where
+    the journal is), no GPU measured, a location or price missing, a stale factor..."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PASS_THROUGH = ("contextlib.py", "functools.py")
+_REGISTRY: dict[Any, Any] = {}  # the "once" memory for warnings raised from greenml's threads
+
+
+def warn(message: str) -> None:
+    """Tell the user ``message`` on stderr, with no logging set up.
+
+    A :class:`GreenMLWarning` through :mod:`warnings`: shown once per message and place
+    by Python's default filter, silenced the standard ways (``warnings.filterwarnings(
+    "ignore", category=greenml.GreenMLWarning)``, ``-W ignore::UserWarning``, or the
+    ``greenml`` logger's level set above WARNING). The warning points at the user's line
+    that led to it (their ``with greenml.track(...)``, say); one raised in greenml's own
+    background threads has no such line and is reported as coming from ``greenml``.
+    Diagnostics that need no action go through ``logging`` instead.
+    """
+    if not logging.getLogger("greenml").isEnabledFor(logging.WARNING):
+        return
+    frame = sys._getframe(1)
+    level = 2  # warnings.warn's stacklevel for the frame held in ``frame``
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        or os.path.basename(frame.f_code.co_filename) in _PASS_THROUGH
+    ):
+        frame, level = frame.f_back, level + 1
+    if frame is None or os.path.basename(frame.f_code.co_filename) == "threading.py":
+        warnings.warn_explicit(
+            message, GreenMLWarning, "greenml", 0, module="greenml", registry=_REGISTRY
+        )
+    else:
+        warnings.warn(message, GreenMLWarning, stacklevel=level)
