@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ class Settings:
     metadata_endpoint: str | None = None
     default_phase: str = "train"
     powercap_root: str = "/sys/class/powercap"
+    cpu_tdp_w: float | None = None  # one CPU package's TDP, for the estimate without RAPL
     # where the run is recorded (MLflow and the local journal)
     experiment: str | None = None
     run_name: str | None = None
@@ -56,9 +57,15 @@ class Settings:
     journal: bool = True
     journal_dir: str = ".greenml/journal"
     log_interval_s: float = 30.0
+    # where each value set came from: "argument", "env" or a settings file's path
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def voice(self) -> Voice:
+        """How to name these settings to the user in a message."""
+        return Voice(origins=self.origins)
 
 
-_FIELDS = {f.name for f in fields(Settings)}
+_FIELDS = {f.name for f in fields(Settings)} - {"origins"}
 
 
 def _source(key: str, origin: str) -> str:
@@ -66,7 +73,61 @@ def _source(key: str, origin: str) -> str:
         return f"{key}="
     if origin == "env":
         return f"GREENML_{key.upper()}="
-    return f"{origin} [tool.greenml] {key} = "
+    return f"{origin}{_SECTION if origin.endswith('pyproject.toml') else ':'} {key} = "
+
+
+_SECTION = " [tool.greenml]"
+
+
+@dataclass(frozen=True)
+class Voice:
+    """How a message names a setting, in the user's own terms where they are.
+
+    In Python (``flags is None``) a setting is a keyword argument and a value came from
+    that argument, a ``GREENML_*`` environment variable or a settings file (``origins``);
+    on the command line it is a flag (``flags`` maps a setting to its flag where the two
+    differ, e.g. ``instance_type`` -> ``--instance``).
+    """
+
+    origins: Mapping[str, str] = field(default_factory=dict)
+    flags: Mapping[str, str] | None = None
+
+    @property
+    def cli(self) -> bool:
+        return self.flags is not None
+
+    def option(self, key: str) -> str:
+        """``location=`` in Python, ``--location`` on the command line."""
+        if self.flags is not None:
+            return self.flags.get(key, "--" + key.replace("_", "-"))
+        return f"{key}="
+
+    def set(self, key: str, example: str = "...") -> str:
+        """How to give ``key``: ``location='FR'`` or ``--location FR``."""
+        if self.flags is not None:
+            return f"{self.option(key)} {example}"
+        return f"{key}={example}"
+
+    def switch(self, key: str) -> str:
+        """How to turn a yes/no setting on: ``name=True`` or ``--name``."""
+        return self.option(key) if self.flags is not None else f"{key}=True"
+
+    def given(self, key: str, value: Any) -> str:
+        """The value as the user gave it, and where: ``location='Narnia'``,
+        ``GREENML_LOCATION='Narnia' (environment variable)``, ``location = 'Narnia' in
+        /job/greenml.toml`` or ``--location 'Narnia'``."""
+        if self.flags is not None:
+            return f"{self.option(key)} {value!r}"
+        origin = self.origins.get(key, "argument")
+        if origin == "argument":
+            return f"{key}={value!r}"
+        if origin == "env":
+            return f"GREENML_{key.upper()}={value!r} (environment variable)"
+        section = _SECTION if origin.endswith("pyproject.toml") else ""
+        return f"{key} = {value!r} in {origin}{section}"
+
+
+PYTHON = Voice()
 
 
 def _number(key: str, value: Any, origin: str, *, positive: bool, allow_zero: bool) -> float:
@@ -149,7 +210,7 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         return None
     if key == "gpu_ids":
         return _gpu_ids(value, origin)
-    if key in ("interval_s", "log_interval_s"):
+    if key in ("interval_s", "log_interval_s", "cpu_tdp_w"):
         return _number(key, value, origin, positive=True, allow_zero=False)
     if key == "pue":
         x = _number(key, value, origin, positive=True, allow_zero=False)
@@ -227,13 +288,17 @@ def resolve(
             f"settings are {sorted(_FIELDS)}"
         )
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for key in _FIELDS:
         env_key = f"GREENML_{key.upper()}"
         if arguments.get(key) is not None:
+            origins[key] = "argument"
             values[key] = _convert(key, arguments[key], "argument")
         elif env.get(env_key, "").strip():
+            origins[key] = "env"
             values[key] = _convert(key, env[env_key], "env")
         elif toml.get(key) is not None:
+            origins[key] = toml_file
             values[key] = _convert(key, toml[key], toml_file)
     if values.get("price_usd_per_hour") is not None and values.get("usd_per_kwh") is not None:
         raise ConfigError(
@@ -241,4 +306,4 @@ def resolve(
             f"{values['usd_per_kwh']!r} are both set: give the instance's hourly price (cloud) "
             "or the electricity price (own hardware), not both"
         )
-    return Settings(**values)
+    return Settings(**values, origins=origins)

@@ -68,7 +68,7 @@ _PASS_THROUGH = ("contextlib.py", "functools.py")
 _REGISTRY: dict[Any, Any] = {}  # the "once" memory for warnings raised from greenml's threads
 
 
-def warn(message: str) -> None:
+def warn(message: str, category: type[GreenMLWarning] | None = None) -> None:
     """Tell the user ``message`` on stderr, with no logging set up.
 
     A :class:`GreenMLWarning` through :mod:`warnings`: shown once per message and place
@@ -81,6 +81,7 @@ def warn(message: str) -> None:
     """
     if not logging.getLogger("greenml").isEnabledFor(logging.WARNING):
         return
+    category = category or GreenMLWarning
     frame = sys._getframe(1)
     level = 2  # warnings.warn's stacklevel for the frame held in ``frame``
     while frame is not None and (
@@ -90,7 +91,7 @@ def warn(message: str) -> None:
         frame, level = frame.f_back, level + 1
     if frame is None or os.path.basename(frame.f_code.co_filename) == "threading.py":
         warnings.warn_explicit(
-            message, GreenMLWarning, "greenml", 0, module="greenml", registry=_REGISTRY
+            message, category, "greenml", 0, module="greenml", registry=_REGISTRY
         )
     else:
-        warnings.warn(message, GreenMLWarning, stacklevel=level)
+        warnings.warn(message, category, stacklevel=level)

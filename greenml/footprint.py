@@ -40,7 +40,7 @@ class DeviceEnergy:
     details: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Footprint:
     """What a tracked run (or one of its phases) used and emitted. Units in the names.
 
@@ -82,6 +82,34 @@ class Footprint:
     @property
     def it_energy_kwh(self) -> float:
         return self.gpu_energy_kwh + self.cpu_energy_kwh + self.ram_energy_kwh
+
+    def __repr__(self) -> str:
+        """One line with the headline figures; the parts (phases, devices, factors) by
+        name or count. ``to_dict()`` has everything."""
+
+        def num(x: float | None) -> str:
+            return "None" if x is None else f"{x:.6g}"
+
+        parts = [
+            f"energy_kwh={num(self.energy_kwh)}",
+            f"co2e_kg={num(self.co2e_kg)}",
+            f"co2e_market_kg={num(self.co2e_market_kg)}",
+            f"cost_usd={num(self.cost_usd)}",
+            f"duration_s={num(self.duration_s)}",
+            f"location={self.location!r}",
+            f"measurement={self.measurement!r}",
+        ]
+        if self.instance_type is not None:
+            parts.append(f"instance_type={self.instance_type!r}")
+        if self.phases:
+            parts.append(f"phases={list(self.phases)!r}")
+        parts.append(f"devices={[d.key for d in self.devices]!r}")
+        parts.append(f"factors={[f.name for f in self.factors]!r}")
+        if self.flags:
+            parts.append(f"flags={list(self.flags)!r}")
+        if not self.final:
+            parts.append("final=False")
+        return f"Footprint({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (phases nested, factors and devices as lists)."""

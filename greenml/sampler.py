@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from greenml.errors import warn
 from greenml.meters.base import Channel, Clock, Meter, Reading
 
 logger = logging.getLogger(__name__)
@@ -340,19 +341,16 @@ class Ledger:
             st.errors += 1
             if st.first_error is None:
                 st.first_error = r.error or "empty reading"
-                logger.warning(
-                    "greenml: reading %s failed (%s); measurement goes on, the run is flagged",
-                    st.channel.key,
-                    st.first_error,
+                warn(
+                    f"reading {st.channel.key} failed ({st.first_error}); measurement goes "
+                    f"on, and the run is flagged read_errors:{st.channel.key}"
                 )
             if r.lost:
                 st.lost_at_s = r.t_s
-                logger.warning(
-                    "greenml: %s (%s) was lost at t=%.3f s; its energy after the last good "
-                    "reading is not counted",
-                    st.channel.key,
-                    st.channel.name,
-                    r.t_s,
+                warn(
+                    f"{st.channel.key} ({st.channel.name}) was lost {r.t_s - self.start_s:.1f} s "
+                    "into the run; its energy after the last good reading is not counted "
+                    f"(flagged device_lost:{st.channel.key})"
                 )
             return
         if r.energy_j is not None:
@@ -416,7 +414,7 @@ class Ledger:
             if msg not in self.warnings:
                 self.warnings.append(msg)
                 if log:
-                    logger.warning("greenml: %s", msg)
+                    warn(msg)
 
     # -- closing ----------------------------------------------------------------------
 
@@ -498,7 +496,8 @@ class Sampler:
         except Exception as e:  # a meter must not raise, but tracking never breaks training
             if id(meter) not in self._failed_meters:
                 self._failed_meters.add(id(meter))
-                logger.warning("greenml: meter %r failed: %s", meter, e, exc_info=True)
+                logger.debug("greenml: meter %r failed", meter, exc_info=True)
+                warn(f"meter {meter!r} failed ({e}); its readings are missing while it fails")
                 self.ledger._warn(f"meter {type(meter).__name__} failed: {e}", log=False)
             return []
 

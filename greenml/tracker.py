@@ -30,12 +30,14 @@ import os
 import signal
 import threading
 import time
+import typing
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenml import config
 from greenml._version import __version__
-from greenml.errors import ConfigError, GreenMLError, MeasurementError
+from greenml.errors import ConfigError, GreenMLError, MeasurementError, warn
 from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import DeviceEnergy, Factor, Factors, Footprint, compute
@@ -71,6 +73,10 @@ def default_meters(
 
     meters: list[Meter] = []
     flags: list[str] = []
+
+    def cpu_estimate() -> Meter:
+        return CpuEstimateMeter(clock=clock, tdp_w=settings.cpu_tdp_w)
+
     try:
         from greenml.meters.nvml import NvmlMeter
 
@@ -83,16 +89,16 @@ def default_meters(
                 f"gpu_ids={list(settings.gpu_ids)!r} but no NVIDIA GPU can be measured here "
                 f"({e}); leave gpu_ids unset to measure CPU and RAM only"
             ) from e
-        logger.warning("greenml: no GPU measured (%s); measuring CPU and RAM only", e)
+        warn(f"no GPU measured ({e}); measuring CPU and RAM only (flagged no_gpu)")
         flags.append("no_gpu")
     try:
         meters.append(RaplMeter(settings.powercap_root, clock=clock))
     except MeasurementError as e:
         logger.info("greenml: RAPL unavailable (%s); estimating CPU power from TDP x load", e)
-        meters.extend(_optional("cpu", lambda: CpuEstimateMeter(clock=clock), flags))
+        meters.extend(_optional("cpu", cpu_estimate, flags))
     except Exception as e:  # pragma: no cover - an unexpected powercap layout
         logger.warning("greenml: reading RAPL failed (%s); estimating CPU power", e)
-        meters.extend(_optional("cpu", lambda: CpuEstimateMeter(clock=clock), flags))
+        meters.extend(_optional("cpu", cpu_estimate, flags))
     meters.extend(
         _optional("ram", lambda: make_ram_meter(root=settings.powercap_root, clock=clock), flags)
     )
@@ -105,7 +111,7 @@ def _optional(kind: str, build: Callable[[], Meter], flags: list[str]) -> list[M
     try:
         return [build()]
     except Exception as e:
-        logger.warning("greenml: %s energy not measured (%s)", kind.upper(), e)
+        warn(f"{kind.upper()} energy not measured ({e}); flagged no_{kind}")
         flags.append(f"no_{kind}")
         return []
 
@@ -142,6 +148,7 @@ class Tracker:
         metadata_endpoint: str | None = None,
         default_phase: str | None = None,
         powercap_root: str | None = None,
+        cpu_tdp_w: float | None = None,
         experiment: str | None = None,
         run_name: str | None = None,
         run_id: str | None = None,
@@ -176,6 +183,7 @@ class Tracker:
             "metadata_endpoint": metadata_endpoint,
             "default_phase": default_phase,
             "powercap_root": powercap_root,
+            "cpu_tdp_w": cpu_tdp_w,
             "experiment": experiment,
             "run_name": run_name,
             "run_id": run_id,
@@ -207,6 +215,8 @@ class Tracker:
             location_from_metadata=s.location_from_metadata,
             metadata_endpoint=s.metadata_endpoint,
             environ=environ,
+            voice=s.voice(),
+            missing_price="warn",
         )
         self._wall_start_s: float | None = None
         self._given_meters = meters
@@ -223,6 +233,7 @@ class Tracker:
         self._recorder: Recorder | None = None
         self._signals = _SignalGuard(self)
         self._stopping = False
+        self._pid: int | None = None  # the process that started the run (and measures it)
         self.greenml_run_id: str | None = None
         self.last_run: Tracker | None = None  # set on the decorator's Tracker
 
@@ -246,6 +257,21 @@ class Tracker:
                     self.settings, clock=self._clock, environ=self._environ
                 )
             channels = [c for m in self._meters for c in m.channels()]
+            rf = self.run_factors
+            if (
+                rf.gpu_count_on_instance is not None
+                and rf.share_override is None
+                and not any(c.kind == "gpu" for c in channels)
+            ):
+                self._flags.append("whole_instance")
+                warn(
+                    f"instance_type={self.settings.instance_type!r} has "
+                    f"{rf.gpu_count_on_instance} GPUs but this run measures none, so the "
+                    "whole instance is charged (its cost and embodied carbon; flagged "
+                    "whole_instance). If the job used part of the machine, give "
+                    "instance_share=<fraction>"
+                )
+            self._pid = os.getpid()
             self._start_s = self._clock()
             self._wall_start_s = time.time()
             self._ledger = Ledger(
@@ -258,8 +284,31 @@ class Tracker:
             self._recorder = self._make_recorder(target)
             if self._recorder is not None:
                 self._recorder.start()
+            _RUNNING.add(self)
         self._signals.install()
         return self
+
+    def _forked_child(self) -> bool:
+        """True in a process forked from the one that started the run (a data-loader
+        worker, a pool process): there greenml stands aside, and only the parent measures."""
+        return self._pid is not None and self._pid != os.getpid()
+
+    def _leave_forked_child(self) -> None:
+        """Called in a freshly forked child: stand aside. Signal handling goes back to
+        what it was; the inherited journal file is pointed at /dev/null so that the
+        child's exit cannot write the parent's unflushed bytes a second time. The
+        threads, and any lock they held, did not come along; nothing here takes a lock."""
+        self._signals.forget()
+        self._signals._installed = False
+        journal = getattr(self._recorder, "journal", None)
+        handle = getattr(journal, "_file", None)
+        if handle is not None:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, handle.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):  # pragma: no cover - a closed or odd handle
+                pass
 
     def _mlflow_target(self) -> MlflowTarget | None:
         """Where the run goes in MLflow (``None`` with ``log_to_mlflow=False``). Attaches
@@ -289,12 +338,10 @@ class Tracker:
         )
         if run_id is not None and named:
             if not target.reachable():
-                logger.warning(
-                    "greenml: cannot check %s=%r: MLflow at %s does not answer; the run's "
-                    "records will wait in the journal",
-                    named,
-                    run_id,
-                    sink.redact_uri(uri),
+                warn(
+                    f"cannot check {named}={run_id!r}: MLflow at {sink.redact_uri(uri)} does "
+                    "not answer; the run is measured and its records wait in the journal "
+                    "until MLflow is back (or `greenml sync`)"
                 )
                 return target
             try:
@@ -302,13 +349,7 @@ class Tracker:
             except ConfigError:
                 raise
             except Exception as e:  # a malformed URI or a store error: warn, keep measuring
-                logger.warning(
-                    "greenml: cannot check %s=%r in MLflow at %s (%s)",
-                    named,
-                    run_id,
-                    sink.redact_uri(uri),
-                    e,
-                )
+                warn(f"cannot check {named}={run_id!r} in MLflow at {sink.redact_uri(uri)} ({e})")
         return target
 
     def _make_recorder(self, target: MlflowTarget | None) -> Recorder | None:
@@ -328,11 +369,9 @@ class Tracker:
             try:
                 log = Journal(os.path.abspath(path))
             except OSError as e:
-                logger.warning(
-                    "greenml: cannot write the journal %s (%s); records are kept in memory "
-                    "only and are lost if the process dies",
-                    path,
-                    e,
+                warn(
+                    f"cannot write the journal {path} ({e}); records are kept in memory only "
+                    "and are lost if the process dies (set journal_dir= to a writable folder)"
                 )
         from greenml.sinks.mlflow import redact_uri
 
@@ -367,11 +406,9 @@ class Tracker:
         try:
             return recorder(journal=log)  # writes the start record
         except OSError as e:  # a full or read-only disk must not stop the training
-            logger.warning(
-                "greenml: cannot write the journal %s (%s); records are kept in memory only "
-                "and are lost if the process dies",
-                log.path,
-                e,
+            warn(
+                f"cannot write the journal {log.path} ({e}); records are kept in memory only "
+                "and are lost if the process dies (set journal_dir= to a writable folder)"
             )
             return recorder(journal=MemoryJournal())
 
@@ -383,6 +420,11 @@ class Tracker:
         with-block raised) or ``KILLED`` (KeyboardInterrupt, SIGTERM)."""
         if status not in ("FINISHED", "FAILED", "KILLED"):
             raise ValueError(f"status={status!r}: use FINISHED, FAILED or KILLED")
+        if self._forked_child():
+            raise GreenMLError(
+                f"this run is measured by process {self._pid}, which started it; a forked "
+                "child (a data-loader or pool worker) does not measure and cannot stop it"
+            )
         self._stopping = True  # a SIGTERM from here on waits for this stop to finish
         with self._lock:
             if self._footprint is not None:
@@ -401,8 +443,39 @@ class Tracker:
                     self._recorder.finish(self._footprint, status)
                 except Exception:  # the footprint is computed; recording trouble is logged
                     logger.warning("greenml: recording the run's summary failed", exc_info=True)
+                    warn(
+                        "recording the run's summary failed; the footprint is computed "
+                        "(run.footprint) but may be missing from the journal and MLflow"
+                    )
+            _RUNNING.discard(self)
         self._signals.restore()
         return self._footprint
+
+    def __repr__(self) -> str:
+        if self._start_s is None:
+            state = "not started"
+        elif self._footprint is None:
+            state = f"running for {self._clock() - self._start_s:.1f} s"
+        else:
+            state = f"stopped after {self._footprint.duration_s:.1f} s"
+        loc = self.run_factors.location
+        parts = [state, f"location={(loc.text or loc.zone) if loc else None!r}"]
+        if self.settings.instance_type is not None:
+            parts.append(f"instance_type={self.settings.instance_type!r}")
+        if self._meters:
+            keys = [c.key for m in self._meters for c in m.channels()]
+            parts.append(f"devices={keys!r}")
+        if self._recorder is not None:
+            d = self._recorder.delivery()
+            if d.run_id is not None:
+                parts.append(f"mlflow_run_id={d.run_id!r}")
+            parts.append(f"journal={d.journal!r}")
+        if self._footprint is not None:
+            fp = self._footprint
+            parts.append(f"energy_kwh={fp.energy_kwh:.6g}")
+            if fp.co2e_kg is not None:
+                parts.append(f"co2e_kg={fp.co2e_kg:.6g}")
+        return f"<greenml.Tracker {', '.join(parts)}>"
 
     def __enter__(self) -> Tracker:
         return self.start()
@@ -410,6 +483,8 @@ class Tracker:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
+        if self._forked_child():
+            return  # a forked child leaving the block: the parent's run is not its own
         status = "FINISHED"  # also for sys.exit(0) inside the block
         if isinstance(exc, KeyboardInterrupt):
             status = "KILLED"
@@ -417,8 +492,9 @@ class Tracker:
             status = "FAILED"
         try:
             self.stop(status)
-        except Exception:  # never replace the user's exception, never fail their run
+        except Exception as e:  # never replace the user's exception, never fail their run
             logger.warning("greenml: stopping the tracker failed", exc_info=True)
+            warn(f"stopping the tracker failed ({e!r}); what was measured may be incomplete")
 
     def __call__(self, func: F) -> F:
         """Use as a decorator: each call is measured by a fresh Tracker with the same
@@ -455,6 +531,9 @@ class Tracker:
         config.validate_phase_name(name)
         if self._ledger is None:
             raise GreenMLError(f"phase({name!r}) used before the Tracker was started")
+        if self._forked_child():  # the parent measures; its ledger is not this process's
+            yield
+            return
         self._phase_stack.append(name)
         self._ledger.set_phase(self._clock(), name)
         try:
@@ -482,6 +561,10 @@ class Tracker:
             return self._footprint
         if self._ledger is None:
             raise GreenMLError("snapshot() called before the Tracker was started")
+        if self._forked_child():
+            raise GreenMLError(
+                f"snapshot() in a forked child: the run is measured by process {self._pid}"
+            )
         return self._build(self._clock(), final=False)
 
     @property
@@ -519,13 +602,14 @@ class Tracker:
 
     def sample_now(self) -> None:
         """Take one reading of every meter now, in the caller's thread."""
-        if self._sampler is None or self._footprint is not None:
-            raise GreenMLError("sample_now() needs a running Tracker")
+        if self._sampler is None or self._footprint is not None or self._forked_child():
+            raise GreenMLError(
+                "sample_now() needs a running Tracker in the process that started it"
+            )
         self._sampler.sample()
 
     def _factors(self, states: Mapping[str, ChannelState], end_s: float) -> Factors:
         from greenml.factors.hourly import market_intensity
-        from greenml.factors.prices import job_share
 
         rf = self.run_factors
         grid = rf.grid
@@ -536,8 +620,7 @@ class Tracker:
             market = market_intensity(grid, **rf.market)  # type: ignore[arg-type]
         share = 1.0
         if rf.price_per_hour is not None and rf.gpu_count_on_instance is not None:
-            gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
-            share = job_share(gpus or None, rf.gpu_count_on_instance, rf.share_override)
+            share = self._instance_share(states)
         elif rf.share_override is not None:
             share = rf.share_override
         return Factors(
@@ -645,6 +728,18 @@ class Tracker:
             fp, embodied_co2e_kg=embodied, factors=fp.factors + tuple(embodied_factors)
         )
 
+    def _instance_share(self, states: Mapping[str, ChannelState]) -> float:
+        """The share of the instance the job is charged for (cost and embodied carbon
+        alike): ``instance_share`` if given, else GPUs measured / GPUs on the instance.
+        A run that measures no GPU on a GPU instance gives no basis for a share: it is
+        charged the whole instance (what was rented), flagged ``whole_instance``."""
+        from greenml.factors.prices import job_share
+
+        rf = self.run_factors
+        assert rf.gpu_count_on_instance is not None
+        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
+        return job_share(gpus or None, rf.gpu_count_on_instance, rf.share_override)
+
     def _embodied(
         self, states: Mapping[str, ChannelState], duration_s: float
     ) -> tuple[float | None, list[Factor]]:
@@ -656,8 +751,7 @@ class Tracker:
         rf = self.run_factors
         count, share = gpus, 1.0
         if rf.gpu_count_on_instance is not None:
-            count = rf.gpu_count_on_instance
-            share = rf.share_override or min(1.0, max(gpus, 1) / count)
+            count, share = rf.gpu_count_on_instance, self._instance_share(states)
         try:
             table = rf.tables.embodied()
             return embodied_kg(count, duration_s / 3600.0, share=share, table=table)
@@ -700,8 +794,20 @@ class _SignalGuard:
             signum, self._pending = self._pending, None
             self._forward(signum, None)
 
+    def forget(self) -> None:
+        """In a forked child: put the previous handler back, without stopping anything
+        (the run belongs to the parent)."""
+        if self._installed and signal.getsignal(signal.SIGTERM) == self._handle:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
+        self._pending = None
+
     def _handle(self, signum: int, frame: Any) -> None:
         t = self._tracker
+        if t._forked_child():  # the handler outlived a fork: act as if greenml were not here
+            self.forget()
+            self._forward(signum, frame)
+            return
         if t._stopping and t._footprint is None:
             self._pending = signum  # stop() is running in this thread; it forwards
             return
@@ -730,10 +836,40 @@ def _measurement(devices: list[DeviceEnergy]) -> str:
     return max((d.method for d in pool), key=lambda m: _METHOD_RANK.get(m, 3))
 
 
-def track(**kwargs: Any) -> Tracker:
-    """Measure a run: ``with greenml.track(...) as run:`` or ``@greenml.track(...)``.
+@typing.overload
+def track(func: F, /) -> F: ...
+@typing.overload
+def track(func: None = None, /, **kwargs: Any) -> Tracker: ...
+def track(func: F | None = None, /, **kwargs: Any) -> Tracker | F:
+    """Measure a run: ``with greenml.track(...) as run:``, ``@greenml.track(...)`` or
+    ``@greenml.track`` (no parentheses: the default settings).
 
     Keywords are those of :class:`Tracker`; each can also come from a ``GREENML_<NAME>``
     environment variable or ``[tool.greenml]`` in ``pyproject.toml``.
     """
-    return Tracker(**kwargs)
+    if func is None:
+        return Tracker(**kwargs)
+    if not callable(func):
+        raise TypeError(
+            f"track() takes keyword arguments only (track(location='FR', ...)); got the "
+            f"positional argument {func!r}"
+        )
+    return Tracker(**kwargs)(func)
+
+
+#: Trackers running in this process; a forked child makes each of them stand aside.
+_RUNNING: weakref.WeakSet[Tracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    running = list(_RUNNING)
+    _RUNNING.clear()
+    for _ in running:  # nested runs chain their handlers: unwind them innermost first
+        for t in running:
+            t._signals.forget()
+    for t in running:
+        t._leave_forked_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError
 
 PROVIDERS = ("aws", "gcp", "azure")
@@ -55,35 +56,50 @@ class Location:
         return self.provider is not None
 
 
-def parse(text: str, *, origin: str = "argument", regions: Any = None) -> Location:
-    """Parse a location string; a cloud region must exist in the region table."""
+def parse(
+    text: str, *, origin: str = "argument", regions: Any = None, voice: Voice = PYTHON
+) -> Location:
+    """Parse a location string; a cloud region must exist in the region table.
+
+    ``origin`` is where the text came from ("argument" for the ``location`` setting,
+    whose own source ``voice`` names; else a cloud SDK variable or the metadata service):
+    every error names it."""
+    if origin == "argument":
+        what = voice.given("location", text)
+    elif origin in dict(REGION_ENV):
+        what = f"{origin}={text.partition(':')[2]!r} (environment variable, read as {text!r})"
+    else:
+        what = f"location {text!r} from the {origin}"
     if not isinstance(text, str) or not text.strip():
-        raise ConfigError(f"location={text!r} is invalid: {_FORMS}")
+        raise ConfigError(f"{what} is invalid: {_FORMS}")
     s = text.strip()
     if ":" in s:
         provider, _, region = s.partition(":")
         provider = provider.lower()
         if provider not in PROVIDERS:
             raise ConfigError(
-                f"location={text!r}: unknown cloud provider {provider!r}; use one of "
+                f"{what}: unknown cloud provider {provider!r}; use one of "
                 f"{', '.join(p + ':<region>' for p in PROVIDERS)}"
             )
         from greenml.factors.regions import load_cloud_regions, lookup_region
 
         table = load_cloud_regions() if regions is None else regions
-        row = lookup_region(provider, region.strip().lower(), table)
+        try:
+            row = lookup_region(provider, region.strip().lower(), table)
+        except ConfigError as e:
+            raise ConfigError(f"{what}: {e}") from None
         return Location(s, row.zone, provider, row.region, origin)
     if _COUNTRY.match(s):
         from greenml.factors.grid import alpha3
 
         try:
             alpha3(s)
-        except ConfigError:
-            raise ConfigError(f"location={text!r} is not a known country: {_FORMS}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{what} is not a known country ({e}): {_FORMS}") from None
         return Location(s, s.upper(), origin=origin)
     if _ZONE.match(s):
         return Location(s, s.upper(), origin=origin)
-    raise ConfigError(f"location={text!r} is invalid: {_FORMS}")
+    raise ConfigError(f"{what} is invalid: {_FORMS}")
 
 
 _FORMS = (
@@ -109,18 +125,28 @@ def resolve(
     environ: Mapping[str, str] | None = None,
     origin: str = "argument",
     regions: Any = None,
+    voice: Voice = PYTHON,
 ) -> Location:
     """The job's location: the given one, else detected, else (only if allowed) assumed."""
     if location is not None:
-        return parse(location, origin=origin, regions=regions)
+        return parse(location, origin=origin, regions=regions, voice=voice)
     found = detect(environ, regions=regions)
     if found is not None:
         return found
     if allow_assumed:
         return Location("", "WORLD", origin="assumed", assumed=True)
+    if voice.cli:
+        raise ConfigError(
+            f"the location is unknown, so its grid intensity is too: give "
+            f"{voice.set('location', '<place>')}: {_FORMS}. Or give "
+            f"{voice.switch('allow_assumed_location')} to use the world average, flagged "
+            "as assumed, or give the intensity itself with "
+            f"{voice.set('grid_intensity_g_per_kwh', '<g/kWh>')}."
+        )
     names = ", ".join(v for v, _ in REGION_ENV)
     raise ConfigError(
-        "the job's location is unknown, so its grid intensity is too. Pass location= (or "
-        f"set GREENML_LOCATION): {_FORMS}. Cloud SDK variables checked: {names}. Or pass "
-        "allow_assumed_location=True to use the world average, flagged as assumed."
+        "the job's location is unknown, so its grid intensity is too. Pass "
+        f"{voice.set('location', '<place>')} (or set GREENML_LOCATION): {_FORMS}. Cloud SDK "
+        f"variables checked: {names}. Or pass {voice.switch('allow_assumed_location')} to "
+        "use the world average, flagged as assumed."
     )

@@ -24,11 +24,11 @@ import difflib
 import functools
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from greenml.errors import ConfigError
+from greenml.config import PYTHON, Voice
+from greenml.errors import ConfigError, GreenMLWarning, warn
 from greenml.factors.csvtable import read_table, rows
 from greenml.factors.provenance import Factor
 
@@ -51,7 +51,7 @@ _REQUIRED_TEXT = ("instance_type", "region", "gpu_model", "pricing", "source", "
 _SHIPPED = "instance_prices.csv"
 
 
-class StalePriceWarning(UserWarning):
+class StalePriceWarning(GreenMLWarning):
     """A price is older than :data:`STALE_AFTER_MONTHS` months; the bill may differ."""
 
 
@@ -152,26 +152,31 @@ def lookup_price(
     *,
     table: Sequence[InstancePrice] | None = None,
     today: datetime.date | None = None,
+    voice: Voice = PYTHON,
 ) -> InstancePrice:
     """The price of ``instance_type`` in exactly ``region`` (no fallback to other regions).
 
     ``region=None`` is an error that lists the regions with a price, so the caller can
     choose. ``today`` (default: the real date) decides whether to warn that the price is
-    stale.
+    stale. ``voice`` names the settings the way the user gives them (keywords, or CLI
+    flags) in the advice of an error.
     """
     rows = load_prices() if table is None else table
     wanted = provider.strip().lower()
     if wanted not in PROVIDERS:
-        raise ConfigError(f"unknown provider {provider!r}; known: {PROVIDERS}")
+        raise ConfigError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
     candidates = [p for p in rows if p.provider == wanted and p.instance_type == instance_type]
+    own = own_price_advice(voice)
     if not candidates:
         known = sorted({p.instance_type for p in rows if p.provider == wanted})
         close = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else f"priced: {', '.join(known)}"
-        raise ConfigError(
-            f"no {wanted} price for instance type {instance_type!r}; {hint} "
-            "(or pass table= with your own prices)"
-        )
+        if close:
+            hint = f"did you mean {', '.join(close)}?"
+        elif known:
+            hint = f"the price table has {', '.join(known)}."
+        else:
+            hint = f"the price table has no {wanted} instance at all."
+        raise ConfigError(f"no {wanted} price for instance type {instance_type!r}: {hint} {own}")
     regions = sorted(p.region for p in candidates)
     if region is None:
         raise ConfigError(
@@ -180,23 +185,31 @@ def lookup_price(
     match = [p for p in candidates if p.region == region]
     if not match:
         raise ConfigError(
-            f"{wanted} {instance_type} has no price for region {region!r}; "
-            f"priced in {', '.join(regions)} (prices differ by region, so none is substituted)"
+            f"{wanted} {instance_type} has no price for region {region!r}; priced in "
+            f"{', '.join(regions)} (prices differ by region, so none is substituted). {own}"
         )
     price = match[0]
-    _warn_if_stale(price, datetime.date.today() if today is None else today)
+    _warn_if_stale(price, datetime.date.today() if today is None else today, voice)
     return price
 
 
-def _warn_if_stale(price: InstancePrice, today: datetime.date) -> None:
+def own_price_advice(voice: Voice = PYTHON) -> str:
+    """How the user supplies a price greenml does not ship, in their own terms."""
+    return (
+        f"Give the price with {voice.set('price_usd_per_hour', '<USD per hour>')}, or add a "
+        f"row to prices.csv in your {voice.option('tables_dir').rstrip('=')} folder."
+    )
+
+
+def _warn_if_stale(price: InstancePrice, today: datetime.date, voice: Voice = PYTHON) -> None:
     # The warnings module's default filter shows each distinct message once.
     if today > _add_months(price.as_of, STALE_AFTER_MONTHS):
-        warnings.warn(
+        warn(
             f"price of {price.provider} {price.instance_type} in {price.region} is as of "
             f"{price.as_of.isoformat()}, more than {STALE_AFTER_MONTHS} months before "
-            f"{today.isoformat()}; check the current price list",
+            f"{today.isoformat()}; check the current price list, or give the price you pay "
+            f"with {voice.set('price_usd_per_hour', '<USD per hour>')}",
             StalePriceWarning,
-            stacklevel=3,
         )
 
 

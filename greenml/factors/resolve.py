@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from greenml.errors import ConfigError
+from greenml.config import PYTHON, Voice
+from greenml.errors import ConfigError, warn
 from greenml.factors.hourly import HourlyIntensity, load_hourly_csv
 from greenml.factors.location import Location
 from greenml.factors.provenance import Factor
@@ -102,8 +103,17 @@ def resolve_run_factors(
     location_from_metadata: bool = False,
     metadata_endpoint: str | None = None,
     environ: Mapping[str, str] | None = None,
+    voice: Voice = PYTHON,
+    missing_price: str = "error",
 ) -> RunFactors:
-    """Resolve and validate every factor (raises :class:`ConfigError` on bad input)."""
+    """Resolve and validate every factor (raises :class:`ConfigError` on bad input).
+
+    ``voice`` names the settings in messages the way the user gives them (keywords and
+    where each came from, or CLI flags). ``missing_price="warn"`` is for measured runs:
+    an instance the price table cannot price warns and leaves the cost ``None``, flagged
+    ``no_price`` (measuring is never blocked by a price); ``"error"`` raises."""
+    if missing_price not in ("error", "warn"):
+        raise ValueError(f"missing_price={missing_price!r}: use 'error' or 'warn'")
     from greenml.factors import location as loc_mod
     from greenml.factors.pue import default_pue, user_pue
     from greenml.factors.tables import tables as make_tables
@@ -123,10 +133,20 @@ def resolve_run_factors(
         loc = query_any(endpoints=endpoints)
     if loc is None and (location is not None or needs_location):
         loc = loc_mod.resolve(
-            location, allow_assumed=allow_assumed_location, environ=environ, regions=regions
+            location,
+            allow_assumed=allow_assumed_location,
+            environ=environ,
+            regions=regions,
+            voice=voice,
         )
     if loc is not None and loc.assumed:
         flags.append("location_assumed")
+        warn(
+            "the job's location is unknown: its CO2e uses the world-average grid intensity, "
+            "flagged location_assumed. For a real figure give "
+            f"{voice.set('location', '<place>')}"
+            + ("" if voice.cli else " (or GREENML_LOCATION, or the cloud's region variable)")
+        )
 
     grid: Factor | None = None
     hourly: HourlyIntensity | None = None
@@ -158,17 +178,33 @@ def resolve_run_factors(
             note="given to greenml (spot, reserved or negotiated price)",
         )
     elif instance_type is not None:
-        if provider is None or loc is None or loc.region is None:
-            raise ConfigError(
-                f"instance_type={instance_type!r} needs a cloud location to price it "
-                "(location='aws:<region>', 'gcp:<region>' or 'azure:<region>'), or give "
-                "price_usd_per_hour"
-            )
-        from greenml.factors.prices import lookup_price
+        from greenml.factors.prices import lookup_price, own_price_advice
 
-        row = lookup_price(provider, instance_type, loc.region, table=t.prices())
-        price_hour = row.factor()
-        gpu_count = row.gpu_count
+        try:
+            if provider is None or loc is None or loc.region is None:
+                where = f"location {loc.text or loc.zone!r}" if loc is not None else "no location"
+                raise ConfigError(
+                    f"{voice.given('instance_type', instance_type)} cannot be priced: the "
+                    f"instance's price depends on its cloud region, and {where} is not one "
+                    f"(give {voice.set('location', 'aws:<region>')}, 'gcp:<region>' or "
+                    f"'azure:<region>'). {own_price_advice(voice)}"
+                )
+            row = lookup_price(provider, instance_type, loc.region, table=t.prices(), voice=voice)
+        except ConfigError as e:
+            if missing_price == "error":
+                raise
+            warn(f"{e} The run is measured without a cost (cost_usd is None, flagged no_price).")
+            flags.append("no_price")
+            # the instance's GPUs (for its embodied carbon) do not depend on the region
+            same = [
+                p.gpu_count
+                for p in t.prices()
+                if p.provider == provider and p.instance_type == instance_type
+            ]
+            gpu_count = same[0] if same else None
+        else:
+            price_hour = row.factor()
+            gpu_count = row.gpu_count
     elif usd_per_kwh is not None:
         price_kwh = Factor(
             "electricity_price",
@@ -179,9 +215,11 @@ def resolve_run_factors(
         )
 
     if instance_share is not None and not (0 < instance_share <= 1):
-        raise ConfigError(f"instance_share={instance_share!r} must be in (0, 1]")
+        raise ConfigError(f"{voice.given('instance_share', instance_share)} must be in (0, 1]")
     if scope is not None and scope not in SCOPES:
-        raise ConfigError(f"scope={scope!r} is invalid; use one of {', '.join(SCOPES)}")
+        raise ConfigError(
+            f"{voice.given('scope', scope)} is invalid; use one of {', '.join(SCOPES)}"
+        )
     chosen_scope = scope or ("scope3-cat1" if provider is not None else "scope2")
 
     return RunFactors(

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from greenml.errors import ConfigError
+from greenml.errors import ConfigError, warn
 from greenml.meters.base import Channel, Clock, Reading
 
 logger = logging.getLogger(__name__)
@@ -345,15 +345,11 @@ class CpuEstimateMeter:
                     f"(CodeCarbon DEFAULT_POWER_PER_CORE), CPU model {model!r} not in "
                     f"{table_label}"
                 )
-                logger.warning(
-                    "greenml: CPU %r is not in %s; estimating its power as %g W per "
-                    "logical CPU x %d = %g W at full load (pass tdp_w=<W per package> "
-                    "to use the real TDP)",
-                    model,
-                    table_label,
-                    FALLBACK_W_PER_LOGICAL_CPU,
-                    n,
-                    self.tdp_w,
+                warn(
+                    f"CPU {model!r} is not in {table_label}; estimating its power as "
+                    f"{FALLBACK_W_PER_LOGICAL_CPU:g} W per logical CPU x {n} = {self.tdp_w:g} W "
+                    "at full load (flagged estimated:cpu). Give the real TDP of one CPU "
+                    "package with cpu_tdp_w=<watts> (or GREENML_CPU_TDP_W)"
                 )
         details.append(("tdp_source", self.tdp_source))
         if self.tdp_per_socket_w is not None:

@@ -44,6 +44,7 @@ from greenml.errors import (
     DriverError,
     MeasurementError,
     NotSupportedError,
+    warn,
 )
 from greenml.meters.base import Channel, Clock, Reading
 
@@ -189,11 +190,9 @@ class NvmlMeter:
             found = self._resolve_entry(entry, count, uuids)
             if found is None:
                 # CUDA ignores this entry and every one after it; so do we, loudly.
-                logger.warning(
-                    "greenml: CUDA_VISIBLE_DEVICES=%r: %r matches no GPU; CUDA ignores it and "
-                    "the entries after it, and so does greenml",
-                    cuda_visible,
-                    entry,
+                warn(
+                    f"CUDA_VISIBLE_DEVICES={cuda_visible!r}: {entry!r} matches no GPU; CUDA "
+                    "ignores it and the entries after it, and so does greenml"
                 )
                 break
             out.append(found)

@@ -7,14 +7,13 @@ energies are worked out by hand from the model's formula.
 
 from __future__ import annotations
 
-import logging
 import math
 import subprocess
 import sys
 
 import pytest
 
-from greenml.errors import ConfigError
+from greenml.errors import ConfigError, GreenMLWarning
 from greenml.meters.cpu import (
     CpuEstimateMeter,
     CpuInfo,
@@ -217,9 +216,9 @@ def test_failed_cpu_times_is_an_error_reading_and_the_gap_is_integrated(clock):
     assert m.read()[0].energy_j == pytest.approx(110.0)
 
 
-def test_unknown_cpu_uses_flagged_fallback_and_warns_once(table, clock, caplog):
+def test_unknown_cpu_uses_flagged_fallback_and_warns_once(table, clock):
     times = Times()
-    with caplog.at_level(logging.WARNING, logger="greenml.meters.cpu"):
+    with pytest.warns(GreenMLWarning) as caught:
         m = CpuEstimateMeter(
             clock=clock,
             cpu_model="Common KVM processor",
@@ -235,8 +234,9 @@ def test_unknown_cpu_uses_flagged_fallback_and_warns_once(table, clock, caplog):
     source = dict(m.channels()[0].details)["tdp_source"]
     assert source.startswith("fallback: 4 W x 16 logical CPUs")
     assert "'Common KVM processor' not in CodeCarbon" in source
-    warnings = [r for r in caplog.records if "is not in" in r.getMessage()]
+    warnings = [str(w.message) for w in caught if "is not in" in str(w.message)]
     assert len(warnings) == 1
+    assert "cpu_tdp_w=" in warnings[0]  # the setting the user has (track(cpu_tdp_w=...))
     assert m.read()[0].energy_j == pytest.approx(3 * 64.0)  # 3 s at full load
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import pytest
 
+from greenml.errors import GreenMLWarning
 from greenml.meters.base import Channel, Reading
 from greenml.sampler import THREAD_NAME, Ledger, Sampler, Series
 from greenml.testing import ManualClock
@@ -89,10 +89,10 @@ class TestLedger:
         led.close(1.0)
         assert led.totals()["gpu:0"].energy_j == pytest.approx(100.0)
 
-    def test_failed_reads_lose_nothing_on_a_counter_and_are_logged_once(self, caplog):
+    def test_failed_reads_lose_nothing_on_a_counter_and_are_logged_once(self):
         led = Ledger([COUNTER], start_s=0.0)
         led.add_many([energy("gpu:0", 0.0, 0.0)])
-        with caplog.at_level(logging.WARNING):
+        with pytest.warns(GreenMLWarning) as caught:
             for t in (0.1, 0.2, 0.3):
                 led.add_many([Reading("gpu:0", t, error="NVML unknown error")])
         led.add_many([energy("gpu:0", 1.0, 250.0)])
@@ -100,7 +100,7 @@ class TestLedger:
         st = led.totals()["gpu:0"]
         assert st.energy_j == pytest.approx(250.0)
         assert st.errors == 3
-        assert caplog.text.count("NVML unknown error") == 1
+        assert [str(w.message).count("NVML unknown error") for w in caught] == [1]
 
     def test_lost_device_stops_counting_and_is_not_extrapolated(self):
         led = Ledger([COUNTER], start_s=0.0)
@@ -199,7 +199,7 @@ class TestSampler:
         assert meter.closed == 1
         assert led.totals()["gpu:0"].energy_j == pytest.approx(200.0)  # final sample at stop
 
-    def test_failing_meter_is_logged_once_and_the_others_go_on(self, caplog):
+    def test_failing_meter_is_logged_once_and_the_others_go_on(self):
         clock = ManualClock(0.0)
         bad, good = FakeMeter(clock, fail_after=1), FakeMeter(clock, watts=50.0)
         good_ch = Channel("cpu:0", "cpu", "cpu", "counter")
@@ -207,12 +207,12 @@ class TestSampler:
         good.read = lambda: [energy("cpu:0", clock(), 50.0 * clock())]
         led = Ledger([COUNTER, good_ch], 0.0)
         sampler = Sampler([bad, good], led, clock=clock)
-        with caplog.at_level(logging.WARNING):
+        with pytest.warns(GreenMLWarning) as caught:
             for _ in range(5):
                 sampler.sample()
                 clock.advance(1.0)
         sampler.stop(5.0)
-        assert [r.getMessage().count("meter exploded") for r in caplog.records] == [1]
+        assert [str(w.message).count("meter exploded") for w in caught] == [1]
         assert led.totals()["cpu:0"].energy_j == pytest.approx(250.0)
         assert any("meter exploded" in w for w in led.warnings)
 

@@ -357,7 +357,7 @@ def test_import_greenml_is_cheap():
     assert out.strip() == "[]"
 
 
-def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path, caplog):
+def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path):
     # No simulated driver installed and no libnvidia-ml on this machine: NVML is missing.
     from greenml.testing import FakePowercap
 
@@ -367,9 +367,10 @@ def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path, caplog):
     clock = ManualClock(0.0)
     # interval_s=3600: only start(), sample_now() and stop() read, so the manual clock
     # and the fake counters move together.
-    run = greenml.Tracker(
-        powercap_root=str(tmp_path), clock=clock, environ={}, interval_s=3600, location="FR"
-    ).start()
+    with pytest.warns(greenml.GreenMLWarning) as caught:
+        run = greenml.Tracker(
+            powercap_root=str(tmp_path), clock=clock, environ={}, interval_s=3600, location="FR"
+        ).start()
     for _ in range(4):  # 4 s: package 0 at 80 W, package 1 at 60 W, DRAM at 5 W each
         clock.advance(1.0)
         fake.add_energy(0, 80.0)
@@ -384,8 +385,8 @@ def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path, caplog):
     assert fp.ram_energy_kwh * 3.6e6 == pytest.approx(4 * 10.0)
     assert {d.kind: d.method for d in fp.devices} == {"cpu": "counter", "ram": "counter"}
     assert fp.measurement == "counter"
-    warnings = [r for r in caplog.records if "no GPU measured" in r.getMessage()]
-    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    warnings = [w for w in caught if "no GPU measured" in str(w.message)]
+    assert len(warnings) == 1 and "flagged no_gpu" in str(warnings[0].message)
 
 
 def test_metadata_service_only_when_asked(tmp_path):
