@@ -66,13 +66,17 @@ class GreenMLWarning(UserWarning):
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _PASS_THROUGH = ("contextlib.py", "functools.py")
 _REGISTRY: dict[Any, Any] = {}  # the "once" memory for warnings raised from greenml's threads
+# Messages already given, per filter list: Python's own "once" memory is reset whenever any
+# library touches the filters (MLflow does, on import), and a user must not see the same
+# warning again for that. A new list (``warnings.catch_warnings``) starts afresh.
+_GIVEN: dict[int, tuple[list[Any], set[tuple[type, str]]]] = {}
 
 
 def warn(message: str, category: type[GreenMLWarning] | None = None) -> None:
     """Tell the user ``message`` on stderr, with no logging set up.
 
-    A :class:`GreenMLWarning` through :mod:`warnings`: shown once per message and place
-    by Python's default filter, silenced the standard ways (``warnings.filterwarnings(
+    A :class:`GreenMLWarning` through :mod:`warnings`: each message once per process,
+    silenced the standard ways (``warnings.filterwarnings(
     "ignore", category=greenml.GreenMLWarning)``, ``-W ignore::UserWarning``, or the
     ``greenml`` logger's level set above WARNING). The warning points at the user's line
     that led to it (their ``with greenml.track(...)``, say); one raised in greenml's own
@@ -82,6 +86,13 @@ def warn(message: str, category: type[GreenMLWarning] | None = None) -> None:
     if not logging.getLogger("greenml").isEnabledFor(logging.WARNING):
         return
     category = category or GreenMLWarning
+    filters = warnings.filters
+    given = _GIVEN.get(id(filters))
+    if given is None or given[0] is not filters:
+        given = _GIVEN[id(filters)] = (filters, set())
+    if (category, message) in given[1]:
+        return
+    given[1].add((category, message))
     frame = sys._getframe(1)
     level = 2  # warnings.warn's stacklevel for the frame held in ``frame``
     while frame is not None and (
