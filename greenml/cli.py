@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from greenml._version import __version__
+from greenml.config import Voice
+
+if TYPE_CHECKING:
+    from greenml.estimate import Estimate
 
 
 @click.group()
@@ -195,58 +202,152 @@ def demo(
     )
 
 
-def _estimate_text(est: object, title: str) -> list[str]:
-    from greenml.estimate import Estimate
+def _cli_voice(command: click.Command, **renamed: str) -> Voice:
+    """The command's settings named by its own flags (``instance_type`` -> ``--instance``);
+    ``renamed`` names a setting by another flag (``location="--compare"``)."""
+    flags = {
+        p.name: max(p.opts, key=len)
+        for p in command.params
+        if isinstance(p, click.Option) and p.name is not None
+    }
+    return Voice(flags={**flags, **renamed})
 
-    assert isinstance(est, Estimate)
-    fp = est.footprint
+
+def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Warnings raised while a command ran, as plain lines on stderr (stdout stays data)."""
+    for w in caught:
+        click.echo(f"warning: {w.message}", err=True)
+
+
+def _rounded(value: Any, digits: int = 12) -> Any:
+    """``value`` with every float rounded to ``digits`` significant digits, for display:
+    364.79999999999995 (float arithmetic's 320 x 1.14) is shown as 364.8."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+def _estimate_text(est: Estimate, title: str, hours: float) -> list[str]:
+    fp, hw = est.footprint, est.hardware
 
     def opt(x: float | None, fmt: str, unit: str) -> str:
         return "n/a" if x is None else f"{x:{fmt}} {unit}"
 
-    lines = [
-        f"{title}: {est.location or '(no location)'} ({fp.scope})",
+    lines = [f"{title}: {est.location or '(no location)'} ({fp.scope})"]
+    if hw is not None and (hw.gpu_power_w is not None or hw.instance_type is not None):
+        lines.append(f"  hardware         {hw.describe()}, {hours:g} h")
+    lines += [
         f"  IT energy        {est.it_energy_kwh:,.3f} kWh",
         f"  facility energy  {fp.energy_kwh:,.3f} kWh (PUE {fp.pue})",
         f"  CO2e location    {opt(fp.co2e_kg, ',.3f', 'kg')}",
         f"  CO2e market      {opt(fp.co2e_market_kg, ',.3f', 'kg')}",
-        f"  cost             {opt(fp.cost_usd, ',.2f', 'USD')}",
     ]
+    cost = f"  cost             {opt(fp.cost_usd, ',.2f', 'USD')}"
+    price = next((f for f in fp.factors if f.name == "price"), None)
+    if fp.cost_usd is not None and price is not None:
+        times = ""
+        if hw is not None and hw.instance_type is not None and hw.gpus_per_instance is not None:
+            if hw.instance_share < 1:
+                times = f"{hw.gpu_count}/{hw.gpus_per_instance} of one {hw.instance_type} x "
+            else:
+                times = f"{hw.instances} x {hw.instance_type} x "
+        cost += f"  ({times}{hours:g} h x {price.value:g} {price.unit})"
+    lines.append(cost)
+    embodied = opt(fp.embodied_co2e_kg, ",.3f", "kg")
+    if fp.embodied_co2e_kg is not None:
+        embodied += "  (manufacturing of the hardware, amortised; not in the CO2e above)"
+    sci = opt(fp.sci_co2e_kg, ",.3f", "kg")
+    if fp.sci_co2e_kg is not None:
+        sci += "  (CO2e location + embodied, ISO/IEC 21031)"
+    lines += [f"  embodied         {embodied}", f"  SCI              {sci}"]
     for f in fp.factors:
         year = f", {f.year}" if f.year else ""
         lic = f"; licence: {f.licence}" if f.licence else ""
         lines.append(f"    {f.name} = {f.value:.6g} {f.unit} [{f.source}{year}{lic}]")
+    lines += [f"  note: {n}" for n in est.notes]
     lines += [f"  note: {r}" for r in est.reasons]
     if fp.flags:
         lines.append("  flags: " + ", ".join(fp.flags))
     return lines
 
 
+def _lowest(what: str, known: list[Estimate], figure: Any, places: int) -> str:
+    if len({round(figure(e), 9) for e in known}) == 1:
+        return f"same {what} in every place" + ("" if len(known) == places else " priced")
+    return f"lowest {what}: {min(known, key=figure).location}"
+
+
+def _comparison(options: list[Estimate]) -> list[str]:
+    """Which place has the lowest CO2e and cost, claiming only what was compared."""
+    lines = []
+    co2e = [e for e in options if e.footprint.co2e_kg is not None]
+    if len(co2e) > 1:
+        lines.append(_lowest("CO2e", co2e, lambda e: e.footprint.co2e_kg, len(options)))
+    priced = [e for e in options if e.footprint.cost_usd is not None]
+    if len(priced) == 1:
+        lines.append(f"cost: only {priced[0].location} is priced")
+    elif len(priced) > 1:
+        lines.append(_lowest("cost", priced, lambda e: e.footprint.cost_usd, len(options)))
+    return lines
+
+
 @main.command()
 @click.option("--gpu", default=None, help="GPU model (A100, H100, V100-SXM2...): its board power.")
-@click.option("--count", type=int, default=1, show_default=True, help="Number of GPUs.")
+@click.option(
+    "--count",
+    type=int,
+    default=None,
+    help="Number of GPUs. Default: all the GPUs of --instance, else 1.",
+)
 @click.option("--hours", type=float, default=1.0, show_default=True, help="Wall-clock hours.")
 @click.option("--location", default=None, help="aws:<region>, gcp:<region>, FR, US-CA...")
-@click.option("--instance", "instance_type", default=None, help="Cloud instance type.")
+@click.option(
+    "--instance",
+    "instance_type",
+    default=None,
+    help="Cloud instance type: its price, and its GPUs unless --gpu/--count say otherwise. "
+    "More GPUs than it carries take several instances; fewer are charged their share.",
+)
 @click.option("--compare", default=None, help="Other locations, comma-separated.")
 @click.option("--power-w", type=float, default=None, help="Average draw per GPU, W.")
 @click.option("--pue", type=float, default=None, help="Override the PUE.")
-@click.option("--grid-intensity", type=float, default=None, help="Override, gCO2e/kWh.")
+@click.option(
+    "--grid-intensity", "grid_intensity_g_per_kwh", type=float, default=None, help="gCO2e/kWh."
+)
 @click.option("--energy-kwh", type=float, default=None, help="IT energy; skips the power model.")
-@click.option("--price-usd-per-hour", type=float, default=None, help="Override the price.")
+@click.option(
+    "--price-usd-per-hour",
+    type=float,
+    default=None,
+    help="Price of one --instance (or of the job's hardware), USD/h; overrides the table.",
+)
 @click.option("--allow-assumed-location", is_flag=True, help="World average if no location.")
-@click.option("--tables-dir", default=None, help="A folder of your own factor tables (CSV).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--tables-dir",
+    default=None,
+    help="A folder of your own factor tables (CSV, named as in `greenml tables list`).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="json: figures rounded to 12 significant digits.",
+)
 def estimate(
     gpu: str | None,
-    count: int,
+    count: int | None,
     hours: float,
     location: str | None,
     instance_type: str | None,
     compare: str | None,
     power_w: float | None,
     pue: float | None,
-    grid_intensity: float | None,
+    grid_intensity_g_per_kwh: float | None,
     energy_kwh: float | None,
     price_usd_per_hour: float | None,
     allow_assumed_location: bool,
@@ -255,57 +356,52 @@ def estimate(
 ) -> None:
     """Estimate kWh, CO2e and cost of a run, with the factors used."""
     from greenml import estimate as est_mod
-    from greenml.config import resolve as resolve_settings
     from greenml.errors import ConfigError
 
-    try:
-        resolve_settings(
-            {
-                "pue": pue,
-                "grid_intensity_g_per_kwh": grid_intensity,
-                "price_usd_per_hour": price_usd_per_hour,
-            },
-            environ={},
-            config_dir=None,
-        )
-        kwargs = dict(
-            gpu=gpu,
-            count=count,
-            hours=hours,
-            power_w=power_w,
-            energy_kwh=energy_kwh,
-            pue=pue,
-            grid_intensity_g_per_kwh=grid_intensity,
-            instance_type=instance_type,
-            price_usd_per_hour=price_usd_per_hour,
-            allow_assumed_location=allow_assumed_location,
-            tables_dir=tables_dir,
-        )
-        base = est_mod.estimate(location=location, **kwargs)  # type: ignore[arg-type]
-        alts = []
-        if compare:
-            places = [c.strip() for c in compare.split(",") if c.strip()]
-            alt_kwargs = {**kwargs, "grid_intensity_g_per_kwh": None, "pue": None}
-            alts = est_mod.compare(base, places, **alt_kwargs)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from e
+    command = click.get_current_context().command
+    job: dict[str, Any] = dict(
+        gpu=gpu,
+        count=count,
+        hours=hours,
+        power_w=power_w,
+        energy_kwh=energy_kwh,
+        instance_type=instance_type,
+        price_usd_per_hour=price_usd_per_hour,
+        allow_assumed_location=allow_assumed_location,
+        tables_dir=tables_dir,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            base = est_mod.estimate(
+                location=location,
+                pue=pue,
+                grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
+                voice=_cli_voice(command),
+                **job,
+            )
+            alts = []
+            if compare is not None:
+                places = [c.strip() for c in compare.split(",") if c.strip()]
+                if not places:
+                    raise ConfigError(f"--compare {compare!r} names no place; give e.g. FR,SE-3")
+                alts = est_mod.compare(
+                    base, places, voice=_cli_voice(command, location="--compare"), **job
+                )
+        except ConfigError as e:
+            _echo_warnings(caught)
+            raise click.UsageError(str(e)) from e
+    _echo_warnings(caught)
     if fmt == "json":
         out = base.to_dict()
-        if compare:
+        if compare is not None:
             out["alternatives"] = [a.to_dict() for a in alts]
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(_rounded(out), indent=2))
         return
-    lines = _estimate_text(base, "estimate")
+    lines = _estimate_text(base, "estimate", hours)
     for alt in alts:
-        lines += _estimate_text(alt, "compare")
+        lines += _estimate_text(alt, "compare", hours)
     if alts:
-        options = [base, *alts]
-        greener = min(options, key=lambda e: e.footprint.co2e_kg or float("inf"))
-        lines.append(f"lowest CO2e: {greener.location}")
-        priced = [e for e in options if e.footprint.cost_usd is not None]
-        if priced:
-            cheaper = min(priced, key=lambda e: e.footprint.cost_usd or 0.0)
-            lines.append(f"lowest cost: {cheaper.location}")
+        lines += _comparison([base, *alts])
     click.echo("\n".join(lines))
 
 
@@ -375,75 +471,198 @@ _TABLES = {
     "gcp-carbon": "Google's per-region grid intensity and CFE% (region-carbon-info, Apache-2.0)",
     "pue": "default PUE per provider (provider reports, Uptime Institute)",
     "prices": "on-demand GPU instance prices (public price lists, with as_of dates)",
+    "gpus": "GPU board power (TDP) and the names NVML reports (NVIDIA datasheets)",
+    "embodied": "embodied carbon of a server and of a GPU, and their lifetime "
+    "(Cloud Carbon Footprint, Apache-2.0)",
+}
+#: The options each table takes (the others are errors, not silently ignored).
+_TABLE_OPTIONS = {
+    "grid": ("zone",),
+    "regions": ("provider",),
+    "pue": ("provider",),
+    "prices": ("provider",),
+}
+#: The table's file (its name in a --tables-dir folder); grid is CodeCarbon's, not a file.
+_TABLE_FILES = {
+    "regions": "regions",
+    "gcp-carbon": "gcp_carbon",
+    "pue": "pue",
+    "prices": "prices",
+    "gpus": "gpus",
+    "embodied": "embodied",
 }
 
 
 @tables.command("list")
 def tables_list() -> None:
-    """List the tables."""
+    """List the tables, with the file name each has in a --tables-dir folder."""
+    from greenml.factors.tables import FILES
+
     for name, what in _TABLES.items():
-        click.echo(f"{name:<11} {what}")
+        file = FILES[_TABLE_FILES[name]] if name in _TABLE_FILES else "(CodeCarbon's)"
+        click.echo(f"{name:<11} {file:<22} {what}")
 
 
 @tables.command("show")
-@click.argument("table", type=click.Choice(sorted(_TABLES)))
-@click.option("--zone", default=None, help="grid: the zone (FR, US-CA, SE-3...).")
-@click.option("--provider", default=None, help="regions/prices: aws, gcp or azure.")
-def tables_show(table: str, zone: str | None, provider: str | None) -> None:
+@click.argument("table", type=click.Choice(list(_TABLES)))
+@click.option(
+    "--zone",
+    default=None,
+    help="grid: the zone (FR, US-CA, SE-3...) or a cloud region (aws:us-east-1).",
+)
+@click.option("--provider", default=None, help="regions, pue, prices: one provider's rows.")
+@click.option(
+    "--tables-dir",
+    default=None,
+    help="Show your own tables from this folder (as `greenml estimate --tables-dir` reads them).",
+)
+def tables_show(table: str, zone: str | None, provider: str | None, tables_dir: str | None) -> None:
     """Show rows of a table, with their provenance."""
     from greenml.errors import ConfigError
+    from greenml.factors.tables import tables as make_tables
 
+    given = {"zone": zone, "provider": provider}
+    for option, value in given.items():
+        if value is not None and option not in _TABLE_OPTIONS.get(table, ()):
+            takers = [t for t, options in _TABLE_OPTIONS.items() if option in options]
+            raise click.UsageError(
+                f"--{option} does not apply to `tables show {table}`; it selects rows of "
+                f"{', '.join(takers)}"
+            )
+    voice = _cli_voice(
+        click.get_current_context().command,
+        location="--zone",
+        grid_intensity_g_per_kwh="greenml estimate --grid-intensity",
+    )
     try:
-        rows = _table_rows(table, zone, provider)
+        t = make_tables(tables_dir, voice=voice)
+        t.validate()
+        rows = _table_rows(table, zone, provider, t, voice)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     for row in rows:
         click.echo(row)
 
 
-def _table_rows(table: str, zone: str | None, provider: str | None) -> list[str]:
+def _grid_line(g: Any) -> str:
+    return (
+        f"{g.zone}: {g.g_per_kwh:.1f} g/kWh ({g.basis}, {g.year}) source: {g.source}; "
+        f"licence: {g.licence}" + (f"; {g.note}" if g.note else "")
+    )
+
+
+def _grid_rows(zone: str | None, t: Any, voice: Voice) -> list[str]:
+    from greenml.errors import ConfigError
+    from greenml.factors.grid import zone_intensity
+
+    if zone is None:
+        raise click.UsageError(
+            "tables show grid needs --zone: a zone (--zone FR, --zone US-CA, --zone SE-3) or "
+            "a cloud region (--zone aws:us-east-1)"
+        )
+    if not zone.strip():
+        raise click.UsageError(f"--zone {zone!r} is empty: give a zone (FR) or a cloud region")
+    if ":" not in zone:
+        try:
+            return [_grid_line(zone_intensity(zone, voice=voice))]
+        except ConfigError as e:
+            raise ConfigError(f"{voice.given('location', zone)}: {e}") from None
+    from greenml.factors.location import parse
+
+    loc = parse(zone, regions=t.regions(), voice=voice)
+    lines = [
+        f"{loc.provider}:{loc.region} draws from grid zone {loc.zone} (tables show regions)",
+        _grid_line(zone_intensity(loc.zone, voice=voice)),
+    ]
+    own = t.gcp_carbon().get(loc.region) if loc.provider == "gcp" else None
+    if own is not None:
+        lines.append(
+            f"gcp:{own.region}: {own.grid_intensity_g_per_kwh} g/kWh, CFE {own.cfe_percent}% "
+            f"({own.year}) [{own.source}; {own.licence}]; Google's own figure, which greenml "
+            f"uses for gcp:{own.region} rather than the zone's"
+        )
+    return lines
+
+
+def _provider_rows(
+    table: str, provider: str | None, rows: list[tuple[str, str]], valid: tuple[str, ...], t: Any
+) -> list[str]:
+    """The lines of ``rows`` (provider, line) of ``provider`` (all when None); an unknown
+    provider is an error and a known one without rows says so."""
+    if provider is None:
+        return [line for _, line in rows]
+    wanted = provider.strip().lower()
+    if wanted not in valid:
+        raise click.UsageError(
+            f"--provider {provider!r} is not a provider of `tables show {table}`; use one of "
+            f"{', '.join(sorted(valid))}"
+        )
+    found = [line for p, line in rows if p == wanted]
+    if found:
+        return found
+    from greenml.factors.tables import FILES
+
+    name = FILES[_TABLE_FILES[table]]
+    where = t.path(_TABLE_FILES[table]) or f"the shipped {name}"
+    present = sorted({p for p, _ in rows})
+    return [f"no {wanted} rows in {where} (it has {', '.join(present) or 'no rows'})"]
+
+
+def _table_rows(
+    table: str, zone: str | None, provider: str | None, t: Any, voice: Voice
+) -> list[str]:
     if table == "grid":
-        from greenml.factors.grid import zone_intensity
-
-        if zone is None:
-            raise click.UsageError("tables show grid needs --zone (e.g. --zone FR)")
-        g = zone_intensity(zone)
-        return [
-            f"{g.zone}: {g.g_per_kwh:.1f} g/kWh ({g.basis}, {g.year}) source: {g.source}; "
-            f"licence: {g.licence}" + (f"; {g.note}" if g.note else "")
-        ]
+        return _grid_rows(zone, t, voice)
     if table == "regions":
-        from greenml.factors.regions import load_cloud_regions
+        from greenml.factors.regions import PROVIDERS as REGION_PROVIDERS
 
-        return [
-            f"{r.provider}:{r.region} -> {r.zone} ({r.city or r.country}) [{r.source}, "
-            f"{r.source_year}; {r.licence}]"
-            for r in load_cloud_regions().values()
-            if provider is None or r.provider == provider
+        rows = [
+            (
+                r.provider,
+                f"{r.provider}:{r.region} -> {r.zone} ({r.city or r.country}) [{r.source}, "
+                f"{r.source_year}; {r.licence}]",
+            )
+            for r in t.regions().values()
         ]
+        return _provider_rows(table, provider, rows, REGION_PROVIDERS, t)
     if table == "gcp-carbon":
-        from greenml.factors.regions import load_gcp_region_carbon
-
         return [
             f"gcp:{c.region}: {c.grid_intensity_g_per_kwh} g/kWh, CFE {c.cfe_percent}% "
             f"({c.year}) [{c.source}; {c.licence}]"
-            for c in load_gcp_region_carbon().values()
+            for c in t.gcp_carbon().values()
         ]
     if table == "pue":
-        from greenml.factors.pue import load_pue_table
+        from greenml.factors.pue import PROVIDERS as PUE_PROVIDERS
 
-        return [
-            f"{r.provider} ({r.region}): {r.pue} ({r.year}) [{r.source}; {r.licence}]"
-            for r in load_pue_table().values()
+        rows = [
+            (r.provider, f"{r.provider} ({r.region}): {r.pue} ({r.year}) [{r.source}; {r.licence}]")
+            for r in t.pue().values()
         ]
-    from greenml.factors.prices import load_prices
+        return _provider_rows(table, provider, rows, PUE_PROVIDERS, t)
+    if table == "gpus":
+        return [
+            f"{g.model}: {g.tdp_w:g} W board power, {g.form_factor}, {g.memory_gb:g} GB; also "
+            f"called {', '.join(g.aliases) or '-'} ({g.year}) [{g.source}; {g.licence}]"
+            for g in t.gpus()
+        ]
+    if table == "embodied":
+        what = {"server_base": "per server, without its GPUs", "gpu": "per GPU card"}
+        return [
+            f"{i.item}: {i.kg_co2e:g} kgCO2e {what.get(i.item, '')}, lifetime "
+            f"{i.lifetime_years:g} years ({i.year}) [{i.source}; {i.licence}]"
+            for i in t.embodied().values()
+        ]
+    from greenml.factors.prices import PROVIDERS as PRICE_PROVIDERS
 
-    return [
-        f"{p.provider}:{p.region} {p.instance_type}: {p.gpu_count} x {p.gpu_model}, "
-        f"{p.usd_per_hour} USD/h {p.pricing}, as of {p.as_of} [{p.source}; {p.licence}]"
-        for p in load_prices()
-        if provider is None or p.provider == provider
+    rows = [
+        (
+            p.provider,
+            f"{p.provider}:{p.region} {p.instance_type}: {p.gpu_count} x {p.gpu_model}, "
+            f"{p.usd_per_hour} USD/h {p.pricing}, as of {p.as_of} [{p.source}; {p.licence}]",
+        )
+        for p in t.prices()
     ]
+    return _provider_rows(table, provider, rows, PRICE_PROVIDERS, t)
 
 
 if __name__ == "__main__":  # pragma: no cover

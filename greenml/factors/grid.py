@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError
 from greenml.factors.provenance import Factor
 
@@ -105,13 +106,13 @@ def alpha3(country: str) -> str:
         close = difflib.get_close_matches(code, codes, n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
-            f"location {country!r} is not an ISO 3166-1 country code (alpha-2 such as 'FR' "
+            f"{country!r} is not an ISO 3166-1 country code (alpha-2 such as 'FR' "
             f"or alpha-3 such as 'FRA'){hint}"
         )
     return str(found.alpha_3)
 
 
-def country_intensity(country: str) -> GridFactor:
+def country_intensity(country: str, *, voice: Voice = PYTHON) -> GridFactor:
     """The country's grid intensity (Our World in Data / Ember, lifecycle)."""
     a3 = alpha3(country)
     mix = _data().get_global_energy_mix_data()
@@ -119,7 +120,8 @@ def country_intensity(country: str) -> GridFactor:
     if row is None or row.get("carbon_intensity") is None:
         raise ConfigError(
             f"no grid intensity for country {country!r} ({a3}) in CodeCarbon's "
-            "global_energy_mix.json; pass grid_intensity_g_per_kwh=... with your own source"
+            f"global_energy_mix.json; give it from a source of your own with "
+            f"{voice.set('grid_intensity_g_per_kwh', '<g/kWh>')}"
         )
     return GridFactor(
         zone=a3,
@@ -245,9 +247,17 @@ def world_average() -> GridFactor:
     )
 
 
-def zone_intensity(zone: str) -> GridFactor:
-    """The intensity of a grid zone: a country, or a subdivision/bidding zone with data."""
+def zone_intensity(zone: str, *, voice: Voice = PYTHON) -> GridFactor:
+    """The intensity of a grid zone: a country, or a subdivision/bidding zone with data.
+
+    ``voice`` names the settings in the advice of an error the way the user gives them
+    (``location='DE'``, ``--location DE``, or ``--zone DE`` for ``greenml tables show``)."""
     z = zone.strip().upper()
+    if ":" in z:
+        raise ConfigError(
+            f"{zone!r} is a cloud region, not a grid zone: the region table maps it to the "
+            "zone it draws from (greenml tables show regions)"
+        )
     if _NORDIC.match(z):
         return nordic_intensity(z)
     if "-" in z:
@@ -259,8 +269,9 @@ def zone_intensity(zone: str) -> GridFactor:
         if country == "CN":
             return china_province_intensity(z)
         raise ConfigError(
-            f"no sub-national grid data for {zone!r}; give the country ({country!r}) or a "
+            f"no sub-national grid data for {zone!r}; give the country "
+            f"({voice.set('location', repr(country) if not voice.cli else country)}) or a "
             "zone with data: US states (US-CA), Canadian provinces (CA-QC), Chinese "
             "provinces (CN-BJ), Swedish/Norwegian bidding zones (SE-3, NO-1)"
         )
-    return country_intensity(z)
+    return country_intensity(z, voice=voice)

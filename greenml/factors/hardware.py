@@ -23,11 +23,21 @@ the one in the clouds' 8-GPU training instances; PCIe boards need their full nam
 that matches nothing raises :class:`~greenml.errors.ConfigError` with close names, rather
 than falling back to a board whose power may differ.
 
+The GPU of a priced instance (:func:`find_instance_gpu`)
+--------------------------------------------------------
+The price table names an instance's GPU loosely (``A100-40GB``, ``H100``). Such a name is
+the board it matches exactly, as above; else the one board all of whose name words it
+contains (``a100 40gb`` is in ``A100 SXM4 40GB`` and ``A100 PCIe 40GB``); several such
+boards are decided by the family name alone (``A100`` means the SXM board, the one in the
+clouds' 8-GPU training instances), and a name no board contains (``B200``, ``A10G``) is
+``None``: the board power is unknown, never borrowed from a sibling.
+
 Embodied carbon (:func:`embodied_kg`)
 -------------------------------------
 SCI (ISO/IEC 21031:2024) amortisation ``M = TE x (TiR / EL) x (RR / ToR)`` with
-``TE = server_base + gpu_count x gpu``, ``TiR`` the reserved hours, ``EL`` the lifetime in
-hours (365 x 24 h a year) and ``RR / ToR`` the share of the server reserved. Each item is
+``TE = servers x (server_base + gpu_count x gpu)``, ``TiR`` the reserved hours, ``EL`` the
+lifetime in hours (365 x 24 h a year) and ``RR / ToR`` the share of the server reserved
+(``servers`` identical servers are whole, so a share below 1 is for one server). Each item is
 amortised over its own ``lifetime_years``; with the shipped table both are 4 years, which
 gives exactly the formula above. (Cloud Carbon Footprint's own code amortises over
 12 x 30 x 24 = 8,640 h a year; greenml uses 8,760.)
@@ -43,6 +53,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from os import PathLike
 
+from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError
 from greenml.factors.csvtable import read_table, rows
 from greenml.factors.provenance import Factor
@@ -196,25 +207,72 @@ def _parse_embodied(path: str | PathLike[str] | None) -> dict[str, EmbodiedItem]
 # --- look-ups -------------------------------------------------------------------------
 
 
-def find_gpu(name: str, *, table: Iterable[GpuSpec] | None = None) -> GpuSpec:
-    """The board called ``name`` (model, alias or NVML name; rule in the module docstring)."""
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"GPU name must be a non-empty string, got {name!r}")
-    specs = tuple(load_gpus() if table is None else table)
+def _index(specs: Iterable[GpuSpec]) -> dict[str, GpuSpec]:
     index: dict[str, GpuSpec] = {}
     for spec in specs:
         for candidate in (spec.model, *spec.aliases):
             index.setdefault(normalise_name(candidate), spec)
+    return index
+
+
+def find_gpu(
+    name: str, *, table: Iterable[GpuSpec] | None = None, voice: Voice = PYTHON
+) -> GpuSpec:
+    """The board called ``name`` (model, alias or NVML name; rule in the module docstring).
+
+    ``voice`` names the ``gpu`` setting in an error the way the user gave it (``--gpu`` on
+    the command line)."""
+    if not isinstance(name, str) or not name.strip():
+        what = voice.given("gpu", name) if voice.cli else f"GPU name {name!r}"
+        raise ConfigError(f"{what} is invalid: a GPU name must be a non-empty string")
+    specs = tuple(load_gpus() if table is None else table)
+    index = _index(specs)
     key = normalise_name(name)
     if key in index:
         return index[key]
     close = difflib.get_close_matches(key, list(index), n=5, cutoff=0.5)
     suggestions = list(dict.fromkeys(index[k].model for k in close))
     hint = f"; did you mean {', '.join(map(repr, suggestions))}?" if suggestions else "."
+    what = f"{voice.given('gpu', name)}: unknown GPU" if voice.cli else f"unknown GPU {name!r}"
     raise ConfigError(
-        f"unknown GPU {name!r}{hint} Known boards: {', '.join(s.model for s in specs)}. "
-        "For another board pass a table of your own (load_gpus(path))."
+        f"{what}{hint} Known boards: {', '.join(s.model for s in specs)}. For another "
+        f"board {other_board_advice(voice)}."
     )
+
+
+def other_board_advice(voice: Voice = PYTHON) -> str:
+    """How to model a board the GPU table does not list, in the user's own terms."""
+    from greenml.factors.tables import in_tables_dir
+
+    advice = (
+        f"give its average draw with {voice.set('power_w', '<W per GPU>')}, or add it to "
+        f"{in_tables_dir('gpus.csv', voice)}"
+    )
+    return advice if voice.cli else f"{advice} (or pass table=load_gpus(path))"
+
+
+def find_instance_gpu(name: str, *, table: Iterable[GpuSpec] | None = None) -> GpuSpec | None:
+    """The board a price table's ``gpu_model`` names, or None when the table has no such
+    board (rule in the module docstring)."""
+    specs = tuple(load_gpus() if table is None else table)
+    index = _index(specs)
+    key = normalise_name(name)
+    if not key:
+        return None
+    if key in index:
+        return index[key]
+    words = set(key.split())
+    found = list(dict.fromkeys(spec for k, spec in index.items() if words <= set(k.split())))
+    if len(found) == 1:
+        return found[0]
+    family = index.get(key.split()[0])
+    return family if family in found else None
+
+
+def gpu_family(name: str) -> str:
+    """The first word of a normalised GPU name (``a100`` for ``NVIDIA A100-SXM4-40GB``)."""
+    words = normalise_name(name).split()
+    return words[0] if words else ""
 
 
 def gpu_power_factor(spec: GpuSpec) -> Factor:
@@ -242,15 +300,19 @@ def embodied_kg(
     reserved_hours: float,
     *,
     share: float = 1.0,
+    servers: int = 1,
     table: dict[str, EmbodiedItem] | None = None,
 ) -> tuple[float, list[Factor]]:
-    """Embodied kgCO2e allocated to ``reserved_hours`` of a server with ``gpu_count`` GPUs.
+    """Embodied kgCO2e allocated to ``reserved_hours`` of ``servers`` servers with
+    ``gpu_count`` GPUs each.
 
     ``share`` is RR/ToR, the fraction of the server reserved (0 < share <= 1). Returns the
     kilograms and the factors used (server base, then per-GPU).
     """
     if not isinstance(gpu_count, int) or isinstance(gpu_count, bool) or gpu_count < 0:
         raise ConfigError(f"gpu_count must be an integer >= 0, got {gpu_count!r}")
+    if not isinstance(servers, int) or isinstance(servers, bool) or servers < 1:
+        raise ConfigError(f"servers must be an integer >= 1, got {servers!r}")
     if not _is_real(reserved_hours) or not math.isfinite(reserved_hours) or reserved_hours < 0:
         raise ConfigError(f"reserved_hours must be a finite number >= 0, got {reserved_hours!r}")
     if not _is_real(share) or not math.isfinite(share) or not 0 < share <= 1:
@@ -264,7 +326,8 @@ def embodied_kg(
     def amortised(item: EmbodiedItem, count: int) -> float:
         return count * item.kg_co2e * reserved_hours / (item.lifetime_years * HOURS_PER_YEAR)
 
-    kg = share * (amortised(base, 1) + amortised(gpu, gpu_count))
+    kg = servers * share * (amortised(base, 1) + amortised(gpu, gpu_count))
+    many = f"x {servers} servers, " if servers > 1 else ""
     factors = [
         Factor(
             "embodied_server_base",
@@ -273,7 +336,7 @@ def embodied_kg(
             source=base.source,
             year=base.year,
             licence=base.licence,
-            note=f"amortised over {base.lifetime_years:g} years; {base.note}",
+            note=f"{many}amortised over {base.lifetime_years:g} years; {base.note}",
         ),
         Factor(
             "embodied_gpu",
@@ -282,7 +345,8 @@ def embodied_kg(
             source=gpu.source,
             year=gpu.year,
             licence=gpu.licence,
-            note=f"x {gpu_count} GPUs, amortised over {gpu.lifetime_years:g} years; {gpu.note}",
+            note=f"x {gpu_count} GPUs{' per server' if servers > 1 else ''}, amortised over "
+            f"{gpu.lifetime_years:g} years; {gpu.note}",
         ),
     ]
     return kg, factors

@@ -176,7 +176,10 @@ def lookup_price(
             hint = f"the price table has {', '.join(known)}."
         else:
             hint = f"the price table has no {wanted} instance at all."
-        raise ConfigError(f"no {wanted} price for instance type {instance_type!r}: {hint} {own}")
+        raise ConfigError(
+            f"{voice.given('instance_type', instance_type)}: no {wanted} price for this "
+            f"instance type: {hint} {own}"
+        )
     regions = sorted(p.region for p in candidates)
     if region is None:
         raise ConfigError(
@@ -185,7 +188,8 @@ def lookup_price(
     match = [p for p in candidates if p.region == region]
     if not match:
         raise ConfigError(
-            f"{wanted} {instance_type} has no price for region {region!r}; priced in "
+            f"{voice.given('instance_type', instance_type)}: {wanted} {instance_type} has no "
+            f"price for region {region!r}; priced in "
             f"{', '.join(regions)} (prices differ by region, so none is substituted). {own}"
         )
     price = match[0]
@@ -195,9 +199,11 @@ def lookup_price(
 
 def own_price_advice(voice: Voice = PYTHON) -> str:
     """How the user supplies a price greenml does not ship, in their own terms."""
+    from greenml.factors.tables import in_tables_dir
+
     return (
         f"Give the price with {voice.set('price_usd_per_hour', '<USD per hour>')}, or add a "
-        f"row to prices.csv in your {voice.option('tables_dir').rstrip('=')} folder."
+        f"row to {in_tables_dir('instance_prices.csv', voice)}."
     )
 
 

@@ -13,6 +13,7 @@ import functools
 import os
 from dataclasses import dataclass
 
+from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError
 from greenml.factors.csvtable import read_table, rows
 from greenml.factors.provenance import Factor
@@ -88,16 +89,23 @@ def default_pue(
     region: str | None = None,
     *,
     table: dict[tuple[str, str], PueRow] | None = None,
+    voice: Voice = PYTHON,
 ) -> Factor:
     """The PUE to use when the user gave none: the region's if published, else the
-    provider's fleet average; ``provider=None`` means own hardware (``onprem``)."""
+    provider's fleet average; ``provider=None`` means own hardware (``onprem``). ``voice``
+    names the ``pue`` setting in an error the way the user gives it."""
     key = provider or "onprem"
     if key not in PROVIDERS:
-        raise ConfigError(f"no default PUE for provider {provider!r}; known: {PROVIDERS}")
+        raise ConfigError(
+            f"no default PUE for provider {provider!r}; known: {', '.join(PROVIDERS)}"
+        )
     rows = load_pue_table() if table is None else table
     row = rows.get((key, region or "*")) or rows.get((key, "*"))
     if row is None:
-        raise ConfigError(f"the PUE table has no fleet-wide ('*') row for {key!r}")
+        raise ConfigError(
+            f"the PUE table has no fleet-wide row for {key!r} (provider {key}, region *): add "
+            f"one to your pue.csv, or give the PUE with {voice.set('pue', '<ratio>')}"
+        )
     return row.factor()
 
 

@@ -52,7 +52,7 @@ class RunFactors:
     flags: tuple[str, ...]
 
 
-def _grid_for(loc: Location, t: Tables) -> Factor:
+def _grid_for(loc: Location, t: Tables, voice: Voice = PYTHON) -> Factor:
     from greenml.factors import grid
 
     if loc.assumed:
@@ -69,7 +69,12 @@ def _grid_for(loc: Location, t: Tables) -> Factor:
                 licence=own.licence,
                 note=f"Google's published figure for gcp:{loc.region} (location-based)",
             )
-    factor = grid.zone_intensity(loc.zone).factor()
+    try:
+        factor = grid.zone_intensity(loc.zone, voice=voice).factor()
+    except ConfigError as e:
+        if loc.origin != "argument":
+            raise ConfigError(f"location {loc.text!r} from {loc.origin}: {e}") from None
+        raise ConfigError(f"{voice.given('location', loc.text)}: {e}") from None
     if loc.provider is not None:
         note = f"{loc.provider}:{loc.region} draws from grid zone {loc.zone}; {factor.note}"
         factor = Factor(
@@ -118,7 +123,7 @@ def resolve_run_factors(
     from greenml.factors.pue import default_pue, user_pue
     from greenml.factors.tables import tables as make_tables
 
-    t = make_tables(tables_dir)
+    t = make_tables(tables_dir, voice=voice)
     t.validate()
     flags: list[str] = [f"user_table:{name}" for name in t.overridden()]
     needs_location = grid_intensity_g_per_kwh is None and hourly_intensity_csv is None
@@ -161,10 +166,12 @@ def resolve_run_factors(
     elif hourly_intensity_csv is not None:
         hourly = load_hourly_csv(hourly_intensity_csv)
     elif loc is not None:
-        grid = _grid_for(loc, t)
+        grid = _grid_for(loc, t, voice)
 
     provider = loc.provider if loc is not None else None
-    pue_factor = user_pue(pue) if pue is not None else default_pue(provider, table=t.pue())
+    pue_factor = (
+        user_pue(pue) if pue is not None else default_pue(provider, table=t.pue(), voice=voice)
+    )
 
     price_hour: Factor | None = None
     price_kwh: Factor | None = None

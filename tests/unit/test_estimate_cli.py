@@ -106,8 +106,8 @@ def test_text_output_names_the_greener_place():
             "did you mean p4d.24xlarge",
         ),
         (["--power-w", "300"], "location is unknown"),
-        (["--power-w", "-5", "--location", "FR"], "--power-w -5.0 must be > 0"),
-        (["--energy-kwh", "10", "--location", "FR", "--pue", "0.9"], "pue=0.9"),
+        (["--power-w", "-5", "--location", "FR"], "--power-w -5.0 is invalid"),
+        (["--energy-kwh", "10", "--location", "FR", "--pue", "0.9"], "--pue 0.9"),
     ],
 )
 def test_bad_input_is_a_usage_error(args, message):

@@ -105,3 +105,20 @@ def test_misspelt_zones_get_suggestions():
         grid.zone_intensity("FRR")
     with pytest.raises(ConfigError, match=r"did you mean .*US-TX"):
         grid.zone_intensity("US-CX")
+
+
+def test_advice_names_the_option_where_the_user_is():
+    from greenml.config import Voice
+
+    with pytest.raises(ConfigError) as python:
+        grid.zone_intensity("DE-BY")
+    assert "location='DE'" in str(python.value)
+    zone = Voice(flags={"location": "--zone"})
+    with pytest.raises(ConfigError) as cli:
+        grid.zone_intensity("DE-BY", voice=zone)
+    assert "--zone DE" in str(cli.value) and "('DE')" not in str(cli.value)
+
+
+def test_a_cloud_region_is_not_a_zone():
+    with pytest.raises(ConfigError, match=r"'aws:us-east-1' is a cloud region.*regions"):
+        grid.zone_intensity("aws:us-east-1")

@@ -233,3 +233,56 @@ def test_embodied_table_missing_item_and_bad_lifetime(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"e2\.csv, row 3, column 'lifetime_years'"):
         load_embodied(bad_life)
+
+
+# --- the GPUs of a priced instance ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("price_table_name", "model"),
+    [
+        ("A100-40GB", "A100 SXM4 40GB"),  # p4d: the SXM4 board, not the 40 GB PCIe one
+        ("A100-80GB", "A100 SXM4 80GB"),  # p4de
+        ("H100", "H100 SXM"),  # p5
+        ("V100", "V100 SXM2 16GB"),  # p3
+        ("T4", "T4"),
+        ("L40S", "L40S"),
+    ],
+)
+def test_instance_gpu_names_of_the_price_table(price_table_name, model):
+    from greenml.factors.hardware import find_instance_gpu
+
+    assert find_instance_gpu(price_table_name).model == model
+
+
+@pytest.mark.parametrize("name", ["B200", "A10G", "A100-80GB-PCIe", "A100 PCIe 80GB"])
+def test_instance_gpu_not_in_the_table_is_none_not_a_sibling(name):
+    from greenml.factors.hardware import find_instance_gpu
+
+    assert find_instance_gpu(name) is None
+
+
+def test_embodied_of_several_servers():
+    from greenml.factors.hardware import embodied_kg
+
+    # By hand: 2 servers x (1000 + 8 x 150) kg x 100 h / 35,040 h = 12.557 kg
+    kg, factors = embodied_kg(8, 100, servers=2)
+    assert kg == pytest.approx(2 * 2200 * 100 / 35040)
+    assert "2 servers" in factors[0].note
+    with pytest.raises(ConfigError, match="servers"):
+        embodied_kg(8, 100, servers=0)
+
+
+def test_unknown_gpu_advice_in_python_and_on_the_command_line():
+    from greenml.config import Voice
+
+    with pytest.raises(ConfigError) as python:
+        find_gpu("A10")
+    assert "gpus.csv in your tables_dir folder" in str(python.value)
+    assert "power_w=" in str(python.value)
+    with pytest.raises(ConfigError) as cli:
+        find_gpu("A10", voice=Voice(flags={}))
+    message = str(cli.value)
+    assert message.startswith("--gpu 'A10'")
+    assert "--power-w" in message and "gpus.csv in --tables-dir" in message
+    assert "load_gpus(" not in message and "=" not in message.split("Known boards")[0]

@@ -93,3 +93,64 @@ def test_estimate_cli_uses_own_tables(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["pue"] == 1.3 and out["energy_kwh"] == pytest.approx(4 * 0.25 * 10 * 1.3)
+
+
+def test_a_misnamed_file_is_an_error_with_the_right_name_suggested(tmp_path):
+    # gpu.csv would be silently ignored, and the shipped GPU table used instead.
+    (tmp_path / "gpu.csv").write_text("model\n")
+    with pytest.raises(ConfigError) as info:
+        greenml.track(location="FR", tables_dir=str(tmp_path), environ={})
+    message = str(info.value)
+    assert "gpu.csv" in message and "did you mean 'gpus.csv'" in message
+    assert "tables_dir=" in message
+    for name in ("cloud_regions.csv", "instance_prices.csv", "embodied.csv"):
+        assert name in message
+
+
+def test_a_folder_with_only_a_readme_is_an_error(tmp_path):
+    (tmp_path / "readme.txt").write_text("our tables\n")
+    with pytest.raises(ConfigError, match=r"readme.txt.*not a table"):
+        factors(tmp_path)
+
+
+def test_an_empty_folder_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"holds none of the table files"):
+        factors(tmp_path)
+
+
+def test_hidden_files_are_not_tables(tmp_path):
+    (tmp_path / ".DS_Store").write_bytes(b"\0\1")
+    (tmp_path / "pue.csv").write_text(PUE_HEADER + "aws,*,1.2,2026,our facility audit,internal,\n")
+    assert factors(tmp_path).pue.value == 1.2
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_an_empty_string_is_not_the_current_folder(blank):
+    from greenml.factors.tables import tables
+
+    with pytest.raises(ConfigError, match=r"tables_dir=.* is empty"):
+        tables(blank)
+
+
+def test_the_command_line_names_its_flag(tmp_path):
+    from greenml.config import Voice
+    from greenml.factors.tables import tables
+
+    cli = Voice(flags={})
+    with pytest.raises(ConfigError, match=r"^--tables-dir '.*nope' is not a folder"):
+        tables(str(tmp_path / "nope"), voice=cli)
+    (tmp_path / "pue.CSV").write_text(PUE_HEADER)
+    with pytest.raises(ConfigError, match=r"^--tables-dir '.*': pue.CSV .* did you mean 'pue.csv'"):
+        tables(str(tmp_path), voice=cli).validate()
+
+
+def test_own_pue_table_without_the_providers_row_says_what_to_give(tmp_path):
+    from greenml.config import Voice
+    from greenml.factors.pue import default_pue, load_pue_table
+
+    (tmp_path / "pue.csv").write_text(PUE_HEADER + "aws,*,1.2,2026,our facility audit,internal,\n")
+    table = load_pue_table(tmp_path / "pue.csv")
+    with pytest.raises(ConfigError, match=r"no fleet-wide row for 'onprem'.*pue=<ratio>"):
+        default_pue(None, table=table)
+    with pytest.raises(ConfigError, match=r"no fleet-wide row for 'onprem'.*--pue <ratio>$"):
+        default_pue(None, table=table, voice=Voice(flags={}))
