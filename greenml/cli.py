@@ -27,6 +27,25 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    warnings.showwarning = _plain_greenml_warnings(warnings.showwarning)
+
+
+def _plain_greenml_warnings(show: Any) -> Any:
+    """greenml's warnings as ``warning: ...`` lines on stderr: at the command line, the
+    Python file and line that raised one mean nothing. Other warnings are shown as usual."""
+    from greenml.errors import GreenMLWarning
+
+    if getattr(show, "greenml_plain", False):
+        return show
+
+    def showwarning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, GreenMLWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    showwarning.greenml_plain = True  # type: ignore[attr-defined]
+    return showwarning
 
 
 def _workload(seconds: float) -> int:
@@ -95,9 +114,16 @@ def _format(fp: object) -> str:
     "aws:us-east-1 on a p5.48xlarge; otherwise the world average, flagged as assumed.",
 )
 @click.option("--instance-type", default=None, help="Cloud instance type, for its price.")
+@click.option(
+    "--instance-share",
+    type=float,
+    default=None,
+    help="Share of the instance charged to the job (default: GPUs measured / GPUs on it).",
+)
 @click.option("--pue", type=float, default=None, help="Power usage effectiveness to apply.")
 @click.option("--grid-intensity", "grid_intensity", type=float, default=None, help="gCO2e/kWh.")
 @click.option("--price-usd-per-hour", type=float, default=None, help="Instance price, USD/h.")
+@click.option("--tables-dir", default=None, help="A folder of your own factor tables.")
 @click.option(
     "--tracking-uri",
     default=None,
@@ -117,9 +143,11 @@ def demo(
     simulated_gpu: bool,
     location: str | None,
     instance_type: str | None,
+    instance_share: float | None,
     pue: float | None,
     grid_intensity: float | None,
     price_usd_per_hour: float | None,
+    tables_dir: str | None,
     tracking_uri: str | None,
     experiment: str,
     out: str,
@@ -149,16 +177,21 @@ def demo(
                 SimGPU(trace=traces.square(600.0, 200.0, 0.7, 0.3)),
             ]
         )
+    command = click.get_current_context().command
+    voice = _cli_voice(command, grid_intensity_g_per_kwh="--grid-intensity")
     try:
         with (
             sim,
             greenml.track(
+                voice=voice,
                 location=location,
                 allow_assumed_location=location is None,
                 instance_type=instance_type,
+                instance_share=instance_share,
                 pue=pue,
                 grid_intensity_g_per_kwh=grid_intensity,
                 price_usd_per_hour=price_usd_per_hour,
+                tables_dir=tables_dir,
                 tracking_uri=tracking_uri,
                 log_to_mlflow=True,  # the demo shows the MLflow run, whatever the config says
                 journal=True,

@@ -60,9 +60,10 @@ class Settings:
     # where each value set came from: "argument", "env" or a settings file's path
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
-    def voice(self) -> Voice:
-        """How to name these settings to the user in a message."""
-        return Voice(origins=self.origins)
+    def voice(self, flags: Mapping[str, str] | None = None) -> Voice:
+        """How to name these settings to the user in a message (``flags``: the command
+        line's, when the arguments came from CLI flags)."""
+        return Voice(origins=self.origins, flags=flags)
 
 
 _FIELDS = {f.name for f in fields(Settings)} - {"origins"}
@@ -116,10 +117,10 @@ class Voice:
         """The value as the user gave it, and where: ``location='Narnia'``,
         ``GREENML_LOCATION='Narnia' (environment variable)``, ``location = 'Narnia' in
         /job/greenml.toml`` or ``--location 'Narnia'``."""
-        if self.flags is not None:
-            return f"{self.option(key)} {value!r}"
         origin = self.origins.get(key, "argument")
         if origin == "argument":
+            if self.flags is not None:
+                return f"{self.option(key)} {value!r}"
             return f"{key}={value!r}"
         if origin == "env":
             return f"GREENML_{key.upper()}={value!r} (environment variable)"
@@ -272,8 +273,12 @@ def resolve(
     *,
     environ: Mapping[str, str] | None = None,
     config_dir: str | os.PathLike[str] | None = None,
+    voice: Voice | None = None,
 ) -> Settings:
-    """Merge and validate the settings of a run (see the module docstring for order)."""
+    """Merge and validate the settings of a run (see the module docstring for order).
+
+    ``voice``: a command line's voice, when the arguments came from its flags, so that a
+    bad argument is named by its flag."""
     unknown = set(arguments) - _FIELDS
     if unknown:
         raise ConfigError(
@@ -293,7 +298,13 @@ def resolve(
         env_key = f"GREENML_{key.upper()}"
         if arguments.get(key) is not None:
             origins[key] = "argument"
-            values[key] = _convert(key, arguments[key], "argument")
+            try:
+                values[key] = _convert(key, arguments[key], "argument")
+            except ConfigError as e:
+                prefix = _source(key, "argument")
+                if voice is None or not voice.cli or not str(e).startswith(prefix):
+                    raise
+                raise ConfigError(f"{voice.option(key)} {str(e)[len(prefix) :]}") from None
         elif env.get(env_key, "").strip():
             origins[key] = "env"
             values[key] = _convert(key, env[env_key], "env")

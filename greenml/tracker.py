@@ -161,6 +161,7 @@ class Tracker:
         clock: Clock = time.monotonic,
         environ: Mapping[str, str] | None = None,
         config_dir: str | None = None,
+        voice: config.Voice | None = None,
     ) -> None:
         self._arguments = {
             "gpu_ids": gpu_ids,
@@ -195,8 +196,11 @@ class Tracker:
         }
         self._environ = environ
         self._config_dir = config_dir
-        self.settings = config.resolve(self._arguments, environ=environ, config_dir=config_dir)
+        self.settings = config.resolve(
+            self._arguments, environ=environ, config_dir=config_dir, voice=voice
+        )
         s = self.settings
+        self._voice = voice
         self.run_factors = resolve_run_factors(
             location=s.location,
             allow_assumed_location=s.allow_assumed_location,
@@ -215,7 +219,7 @@ class Tracker:
             location_from_metadata=s.location_from_metadata,
             metadata_endpoint=s.metadata_endpoint,
             environ=environ,
-            voice=s.voice(),
+            voice=s.voice(voice.flags if voice is not None else None),
             missing_price="warn",
         )
         self._wall_start_s: float | None = None
@@ -264,12 +268,13 @@ class Tracker:
                 and not any(c.kind == "gpu" for c in channels)
             ):
                 self._flags.append("whole_instance")
+                voice = self.settings.voice(self._voice.flags if self._voice else None)
                 warn(
-                    f"instance_type={self.settings.instance_type!r} has "
+                    f"{voice.given('instance_type', self.settings.instance_type)} has "
                     f"{rf.gpu_count_on_instance} GPUs but this run measures none, so the "
                     "whole instance is charged (its cost and embodied carbon; flagged "
                     "whole_instance). If the job used part of the machine, give "
-                    "instance_share=<fraction>"
+                    f"{voice.set('instance_share', '<fraction>')}"
                 )
             self._pid = os.getpid()
             self._start_s = self._clock()
@@ -517,6 +522,7 @@ class Tracker:
             clock=self._clock,
             environ=self._environ,
             config_dir=self._config_dir,
+            voice=self._voice,
         )
 
     # -- phases -----------------------------------------------------------------------

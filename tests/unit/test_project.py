@@ -70,7 +70,34 @@ def test_demo_logs_into_the_local_mlflow_store_and_says_how_to_open_it(plain_cwd
 def test_demo_rejects_a_bad_value_with_a_clear_message():
     result = CliRunner().invoke(main, ["demo", "--seconds", "1", "--pue", "0.5"])
     assert result.exit_code == 2
-    assert "pue=0.5" in result.output and ">= 1.0" in result.output
+    assert "--pue 0.5 is invalid" in result.output and ">= 1.0" in result.output
+    assert "pue=" not in result.output  # the flag the user typed, not a Python keyword
+
+
+def test_demo_names_its_own_flags_and_shows_warnings_as_plain_lines():
+    result = CliRunner().invoke(
+        main,
+        [
+            "demo",
+            *("--seconds", "0.3", "--location", "aws:eu-west-1"),
+            *("--instance-type", "p4d.24xlarge", "--format", "json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    price = [x for x in lines if "no price for region 'eu-west-1'" in x]
+    assert price == [
+        "warning: --instance-type 'p4d.24xlarge': aws p4d.24xlarge has no price for region "
+        "'eu-west-1'; priced in us-east-1 (prices differ by region, so none is substituted). "
+        "Give the price with --price-usd-per-hour <USD per hour>, or add a row to "
+        "instance_prices.csv in --tables-dir. The run is measured without a cost (cost_usd "
+        "is None, flagged no_price)."
+    ]
+    whole = [x for x in lines if "whole instance" in x]
+    assert len(whole) == 1 and whole[0].endswith("give --instance-share <fraction>")
+    assert "core.py" not in result.stderr  # no Python file and line for a CLI user
+    fp = json.loads(result.stdout)
+    assert fp["cost_usd"] is None and "no_price" in fp["flags"]
 
 
 def test_cli_runs_as_a_real_subprocess():
