@@ -72,15 +72,42 @@ _REGISTRY: dict[Any, Any] = {}  # the "once" memory for warnings raised from gre
 _GIVEN: dict[int, tuple[list[Any], set[tuple[type, str]]]] = {}
 
 
+def _user_frame(frame: Any) -> tuple[Any, int]:
+    """The first frame outside greenml (and the stdlib's pass-through helpers), with its
+    ``stacklevel`` counted from ``frame`` (1); ``None`` in greenml's own threads."""
+    level = 1
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        or os.path.basename(frame.f_code.co_filename) in _PASS_THROUGH
+    ):
+        frame, level = frame.f_back, level + 1
+    if frame is not None and os.path.basename(frame.f_code.co_filename) == "threading.py":
+        return None, level
+    return frame, level
+
+
+# Where the latest run was started in the user's code (file, line, module): the place a
+# warning from greenml's own threads (MLflow away, a device lost) is reported at.
+_RUN_SITE: list[tuple[str, int, str]] = []
+
+
+def note_run_site() -> None:
+    """Remember the user's line that started a run (called by ``Tracker.start``)."""
+    frame, _ = _user_frame(sys._getframe(1))
+    if frame is not None:
+        _RUN_SITE[:] = [
+            (frame.f_code.co_filename, frame.f_lineno, frame.f_globals.get("__name__", ""))
+        ]
+
+
 def warn(message: str, category: type[GreenMLWarning] | None = None) -> None:
     """Tell the user ``message`` on stderr, with no logging set up.
 
     A :class:`GreenMLWarning` through :mod:`warnings`: each message once per process,
-    silenced the standard ways (``warnings.filterwarnings(
-    "ignore", category=greenml.GreenMLWarning)``, ``-W ignore::UserWarning``, or the
-    ``greenml`` logger's level set above WARNING). The warning points at the user's line
-    that led to it (their ``with greenml.track(...)``, say); one raised in greenml's own
-    background threads has no such line and is reported as coming from ``greenml``.
+    silenced the standard ways (``warnings.filterwarnings("ignore",
+    category=greenml.GreenMLWarning)``, ``-W ignore::UserWarning``, or the ``greenml``
+    logger's level set above WARNING). The warning points at the user's line that led to
+    it; one raised in greenml's own threads points at the line that started the run.
     Diagnostics that need no action go through ``logging`` instead.
     """
     if not logging.getLogger("greenml").isEnabledFor(logging.WARNING):
@@ -93,16 +120,9 @@ def warn(message: str, category: type[GreenMLWarning] | None = None) -> None:
     if (category, message) in given[1]:
         return
     given[1].add((category, message))
-    frame = sys._getframe(1)
-    level = 2  # warnings.warn's stacklevel for the frame held in ``frame``
-    while frame is not None and (
-        frame.f_code.co_filename.startswith(_PACKAGE)
-        or os.path.basename(frame.f_code.co_filename) in _PASS_THROUGH
-    ):
-        frame, level = frame.f_back, level + 1
-    if frame is None or os.path.basename(frame.f_code.co_filename) == "threading.py":
-        warnings.warn_explicit(
-            message, category, "greenml", 0, module="greenml", registry=_REGISTRY
-        )
-    else:
-        warnings.warn(message, category, stacklevel=level)
+    frame, level = _user_frame(sys._getframe(1))
+    if frame is not None:
+        warnings.warn(message, category, stacklevel=level + 1)
+        return
+    filename, lineno, module = _RUN_SITE[0] if _RUN_SITE else ("greenml", 0, "greenml")
+    warnings.warn_explicit(message, category, filename, lineno, module=module, registry=_REGISTRY)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenml import config
 from greenml._version import __version__
-from greenml.errors import ConfigError, GreenMLError, MeasurementError, warn
+from greenml.errors import ConfigError, GreenMLError, MeasurementError, note_run_site, warn
 from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import DeviceEnergy, Factor, Factors, Footprint, compute
@@ -245,6 +245,7 @@ class Tracker:
 
     def start(self) -> Tracker:
         """Open the meters and start sampling. Raises only for bad settings."""
+        note_run_site()
         with self._lock:
             if self._start_s is not None:
                 raise GreenMLError(
