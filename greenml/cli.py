@@ -476,7 +476,10 @@ def sync(journal_dir: str | None, tracking_uri: str | None, include_local: bool)
             click.echo(f"{name}: line {number} skipped: {why}")
         for note in dict.fromkeys(r.notes):
             click.echo(f"{name}: note: {note}")
-        if r.error:
+        if r.unreachable:
+            failed += 1
+            click.echo(f"{name}: not sent: {r.error}")
+        elif r.error:
             failed += 1
             click.echo(f"{name}: FAILED after {r.sent} record(s) to {r.tracking_uri}: {r.error}")
         elif r.skipped:

@@ -1,1 +1,1 @@
-"""Where measurements go: MLflow and the local journal (see DESIGN.md)."""
+"""Where measurements go: MLflow and the local journal (names and rules in docs/mlflow.md)."""

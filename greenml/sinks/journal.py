@@ -9,7 +9,9 @@ has a record, a ``sent`` line naming its ``seq`` is appended (nothing is rewritt
 Record types (``"t"``):
 
 ``start``     the run: greenml run id, host, pid, wall-clock start, where it logs
-``run``       the MLflow run the records belong to (once it is known)
+``run``       the MLflow run the records belong to (once it is known) and ``block``, where
+              this block sits in that run (number, first step, the run's totals before
+              it): written before anything is sent, so a replay sends the same values
 ``metrics``   one time-series point: ``ts`` (ms), ``step``, ``values`` {name: value}
 ``params``    params known at the start (the factors)
 ``summary``   the end: metrics, params, tags, footprint, time-series CSV, status
@@ -107,6 +109,7 @@ class JournalContents:
     path: Path
     start: dict[str, Any] | None = None
     run_id: str | None = None  # the MLflow run, once known
+    block: dict[str, Any] | None = None  # where the records sit in that run, if recorded
     tracking_uri: str | None = None
     records: list[dict[str, Any]] = field(default_factory=list)  # metrics/params/summary
     sent: set[int] = field(default_factory=set)
@@ -146,6 +149,8 @@ def read(path: str | os.PathLike[str]) -> JournalContents:
                 out.tracking_uri = rec.get("tracking_uri")
             elif kind == "run" and isinstance(rec.get("run_id"), str):
                 out.run_id = rec["run_id"]
+                block = rec.get("block")
+                out.block = block if isinstance(block, dict) else None
             elif kind in SEQ_TYPES and isinstance(rec.get("seq"), int):
                 out.records.append(rec)
             elif kind == "sent" and isinstance(rec.get("seqs"), list):

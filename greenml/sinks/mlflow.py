@@ -1,9 +1,15 @@
-"""MLflow: the names of DESIGN.md, and the one place that talks to a tracking store.
+"""MLflow: greenml's metric, param, tag and artifact names (docs/mlflow.md lists them),
+and the one place that talks to a tracking store.
 
 The mapping functions (``timeseries_values``, ``summary_metrics``, ``run_params``,
 ``run_tags``) are plain functions of a :class:`~greenml.footprint.Footprint`; the
 :class:`MlflowTarget` sends journal records with ``MlflowClient`` (never the fluent API,
 whose state belongs to the user). ``mlflow`` is imported only here, and only when used.
+
+A journal holds one tracked block's own figures. Where the block sits in its MLflow run
+(the run's totals before it, the step its points continue from, its artifacts' names) is a
+:class:`Block`, found when the block first reaches the run and written in the journal, so
+that a replay by ``greenml sync`` sends exactly what the live run sent.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import re
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,7 +37,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "greenml/"
 TAG_RUN_ID = "greenml.run_id"  # matches a journal to its MLflow run (sync)
 TAG_STATUS = "greenml.status"  # finished | failed | killed, also on runs greenml attached to
-FOOTPRINT_ARTIFACT = "greenml/footprint.json"
+TAG_BLOCKS = "greenml.blocks"  # how many tracked blocks have logged into the run
+FOOTPRINT_ARTIFACT = "greenml/footprint.json"  # the first block's; later ones are numbered
 TIMESERIES_ARTIFACT = "greenml/timeseries.csv"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
@@ -113,6 +122,74 @@ def gpu_energy_by_index(fp: Footprint) -> dict[int, float]:
     for d in fp.devices:
         if d.kind == "gpu" and d.index is not None:
             out[d.index] = out.get(d.index, 0.0) + d.energy_kwh
+    return out
+
+
+def is_cumulative(key: str) -> bool:
+    """Whether a greenml metric adds up over a run's blocks (energy, CO2e, cost,
+    duration); the power metrics are rates and do not."""
+    return key.startswith(PREFIX) and not key.endswith("power_w")
+
+
+def footprint_artifact(block: int) -> str:
+    """``greenml/footprint.json`` for a run's first block, ``greenml/footprint-<n>.json``
+    for its n-th."""
+    return FOOTPRINT_ARTIFACT if block <= 1 else f"{PREFIX}footprint-{block}.json"
+
+
+def timeseries_artifact(block: int) -> str:
+    """``greenml/timeseries.csv`` for a run's first block, ``greenml/timeseries-<n>.csv``
+    for its n-th."""
+    return TIMESERIES_ARTIFACT if block <= 1 else f"{PREFIX}timeseries-{block}.csv"
+
+
+@dataclass(frozen=True)
+class Block:
+    """Where one tracked block sits in its MLflow run.
+
+    ``number`` is 1 for the run's first greenml block; ``step0`` is added to the block's
+    own steps so that they continue after the run's earlier greenml points; ``base`` holds
+    the run's cumulative greenml figures before the block, added to the block's own so
+    that the run's series stay cumulative and its latest values are the run's totals."""
+
+    number: int = 1
+    step0: int = 0
+    base: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base", MappingProxyType(dict(self.base)))  # a copy, read-only
+
+    @property
+    def footprint_artifact(self) -> str:
+        return footprint_artifact(self.number)
+
+    @property
+    def timeseries_artifact(self) -> str:
+        return timeseries_artifact(self.number)
+
+    def to_record(self) -> dict[str, Any]:
+        """The block as the journal keeps it."""
+        return {"number": self.number, "step0": self.step0, "base": dict(self.base)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Block:
+        base = {str(k): float(v) for k, v in dict(record.get("base") or {}).items()}
+        return cls(int(record["number"]), int(record["step0"]), base)
+
+
+def run_values(metrics: Mapping[str, float], block: Block, *, summary: bool) -> dict[str, float]:
+    """A block's metrics as its run gets them: cumulative figures plus the run's totals
+    before the block. In the summary, the power metrics become the means over all the
+    run's blocks (GPU energy / duration, both totals); a time-series point's power is
+    the power of its own interval and is left as it is."""
+    out = {k: v + block.base.get(k, 0.0) if is_cumulative(k) else v for k, v in metrics.items()}
+    duration = out.get(PREFIX + "duration_s")
+    if summary and block.base and duration:
+        for key in metrics:
+            if key.endswith("power_w"):
+                energy = out.get(key[: -len("power_w")] + "energy_kwh")
+                if energy is not None:
+                    out[key] = energy * 3.6e6 / duration
     return out
 
 
@@ -265,7 +342,8 @@ class MlflowTarget:
 
     ``run_id`` is the run to log into; when it is ``None`` the run is found by the
     greenml run id tag or created (``ensure_run``). ``owns_run`` says whether greenml
-    created the run, and so ends it.
+    created the run, and so ends it. :attr:`block` is where the records' block sits in
+    the run, set by ``ensure_run``.
     """
 
     def __init__(
@@ -283,8 +361,11 @@ class MlflowTarget:
         self.run_id = run_id
         self.owns_run = owns_run
         self.experiment_id: str | None = None
+        self.block = Block()
         self._client: Any = None
-        self._history: dict[str, set[tuple[int, int]]] = {}  # key -> (step, ts) it has
+        # key -> the (step, timestamp, value) points the run has: MLflow's own identity of
+        # a point, so a point is skipped only if sending it would add nothing
+        self._history: dict[str, set[tuple[int, int, float]]] = {}
 
     @property
     def client(self) -> Any:
@@ -338,12 +419,26 @@ class MlflowTarget:
         )
         return runs[0].info.run_id if runs else None
 
-    def ensure_run(self, start: Mapping[str, Any], *, search: bool = True) -> str:
+    def ensure_run(
+        self, start: Mapping[str, Any], *, search: bool = True, block: Block | None = None
+    ) -> str:
         """The run to log into: the known one if it exists here, else the one tagged with
         the greenml run id, else a new one (created with the journal's start time).
-        ``search=False`` skips the tag search, for a run id nobody can have used yet."""
+        ``search=False`` skips the tag search, for a run id nobody can have used yet.
+
+        Sets :attr:`block`: in the known run, ``block`` (what the journal recorded for it)
+        if given; else the first block in a run greenml owns (created for these records,
+        or found by their own tag); else, in a run it attaches to, the next block after
+        what that run holds (see :meth:`next_block`)."""
         if self.run_id is not None and self.run_exists(self.run_id):
+            if block is not None:
+                self.block = block
+            elif self.owns_run:
+                self.block = Block()
+            else:
+                self.block = self.next_block()
             return self.run_id
+        self.block = Block()
         gid = str(start["greenml_run_id"])
         found = self.find_run(gid) if search else None
         if found is not None:
@@ -356,7 +451,7 @@ class MlflowTarget:
         if name:
             exp = client.get_experiment_by_name(name)
             exp_id = exp.experiment_id if exp is not None else client.create_experiment(name)
-        tags = {TAG_RUN_ID: gid, "greenml.node": str(start.get("node", ""))}
+        tags = {TAG_RUN_ID: gid, "greenml.node": str(start.get("node", "")), TAG_BLOCKS: "1"}
         if self.run_name:
             tags["mlflow.runName"] = self.run_name
         run = client.create_run(
@@ -367,9 +462,32 @@ class MlflowTarget:
         self.owns_run = True
         return self.run_id
 
+    def next_block(self) -> Block:
+        """The next block in this (attached) run: numbered after the run's
+        ``greenml.blocks`` tag (which it then counts), its steps after the run's last
+        greenml step, on top of the run's greenml totals so far (the latest values of its
+        cumulative greenml metrics)."""
+        assert self.run_id is not None
+        client = self.client
+        data = client.get_run(self.run_id).data
+        base = {k: float(v) for k, v in data.metrics.items() if is_cumulative(k)}
+        try:
+            before = int(data.tags.get(TAG_BLOCKS, "1" if base else "0"))
+        except ValueError:  # not greenml's value
+            before = 1 if base else 0
+        step0 = 0
+        if base:
+            key = PREFIX + "duration_s" if PREFIX + "duration_s" in base else min(base)
+            steps = [m.step for m in client.get_metric_history(self.run_id, key)]
+            step0 = max(steps, default=-1) + 1
+        block = Block(max(before, 0) + 1, step0, base)
+        client.set_tag(self.run_id, TAG_BLOCKS, str(block.number))
+        return block
+
     def send(self, record: Mapping[str, Any], *, dedupe: bool) -> list[str]:
-        """Log one journal record. With ``dedupe`` (a replay, or a retry after a failed
-        send), points the run already has (same name, step and timestamp) are skipped.
+        """Log one journal record, placed in the run by :attr:`block`. With ``dedupe`` (a
+        replay, or a retry after a failed send), points the run already has (same name,
+        step, timestamp and value) are skipped.
 
         Params go in a call of their own: a run that already holds a param with another
         value (two tracked blocks in one run, say) keeps it, and that costs neither the
@@ -377,12 +495,14 @@ class MlflowTarget:
         from mlflow.entities import Metric, RunTag
 
         assert self.run_id is not None
+        block = self.block
+        values = run_values(record.get("metrics", {}), block, summary=record["t"] == "summary")
         metrics = [
-            Metric(k, float(v), int(record["ts"]), int(record["step"]))
-            for k, v in record.get("metrics", {}).items()
+            Metric(k, float(v), int(record["ts"]), block.step0 + int(record["step"]))
+            for k, v in values.items()
         ]
         if dedupe and metrics:
-            metrics = [m for m in metrics if not self._has_point(m.key, m.step, m.timestamp)]
+            metrics = [m for m in metrics if not self._has_point(m)]
         tags = [RunTag(k, str(v)) for k, v in record.get("tags", {}).items()]
         for i in range(0, max(len(metrics), 1), MAX_BATCH):
             batch = metrics[i : i + MAX_BATCH]
@@ -390,10 +510,13 @@ class MlflowTarget:
                 self.client.log_batch(self.run_id, metrics=batch, tags=tags if i == 0 else [])
         for m in metrics:
             if m.key in self._history:
-                self._history[m.key].add((m.step, m.timestamp))
+                self._history[m.key].add((m.step, m.timestamp, m.value))
         notes = self._log_params(record.get("params", {}))
         if record["t"] == "summary":
-            for path, key in ((FOOTPRINT_ARTIFACT, "footprint"), (TIMESERIES_ARTIFACT, "csv")):
+            for path, key in (
+                (block.footprint_artifact, "footprint"),
+                (block.timeseries_artifact, "csv"),
+            ):
                 if key in record:
                     text = record[key]
                     if not isinstance(text, str):
@@ -423,7 +546,7 @@ class MlflowTarget:
             self.client.log_batch(self.run_id, params=new)
         return [
             f"the run already had {k}={have[k]!r}; this job's {k}={params[k]!r} is in "
-            f"{FOOTPRINT_ARTIFACT}"
+            f"{self.block.footprint_artifact}"
             for k in kept
         ]
 
@@ -436,8 +559,8 @@ class MlflowTarget:
                 self.run_id, status, end_time=end_time_ms or int(time.time() * 1000)
             )
 
-    def _has_point(self, key: str, step: int, ts: int) -> bool:
-        if key not in self._history:
-            history = self.client.get_metric_history(self.run_id, key)
-            self._history[key] = {(m.step, m.timestamp) for m in history}
-        return (step, ts) in self._history[key]
+    def _has_point(self, m: Any) -> bool:
+        if m.key not in self._history:
+            history = self.client.get_metric_history(self.run_id, m.key)
+            self._history[m.key] = {(h.step, h.timestamp, h.value) for h in history}
+        return (m.step, m.timestamp, m.value) in self._history[m.key]

@@ -6,6 +6,12 @@ waits on it: the store is reached only from this thread, and a store that is dow
 detected with one TCP connection (not MLflow's minutes of retries). At the end the
 summary is written to the journal by the caller, so it is on disk before anything is
 sent; the thread then gets a bounded time to deliver it.
+
+MLflow knows a point by its name, step, millisecond timestamp and value, and ``greenml
+sync`` skips the points a run already has. So no two records of a run may share a
+millisecond: the grid keeps the time-series points at least half an interval apart, and the
+summary, the run's last point, is stamped at least one millisecond after the point before it
+(the end is not on the grid: a point taken as the run stops carries the end's own time).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from greenml.errors import warn
 from greenml.footprint import Footprint
 from greenml.sinks import mlflow as names
 from greenml.sinks.mlflow import MlflowTarget, redact_uri
@@ -90,6 +97,7 @@ class Recorder:
         self._stride = 1  # keep one tick's row in ``stride`` (doubles as rows thin out)
         self._ticks = 0
         self._last: dict[int, tuple[float, float]] = {}  # GPU -> (elapsed_s, joules) last seen
+        self._last_ts: int | None = None  # the latest time-series point's timestamp (ms)
         self._finished = False
         self.journal.append({"t": "start", **start})
         self.journal.flush()
@@ -117,8 +125,12 @@ class Recorder:
         while True:
             try:
                 self.tick()
-            except Exception:  # never let one bad tick end the recording
+            except Exception as e:  # never let one bad tick end the recording
                 logger.warning("greenml: recording a time-series point failed", exc_info=True)
+                warn(
+                    f"recording a time-series point failed ({type(e).__name__}: {e}); "
+                    "the run goes on, its time series may have gaps"
+                )
             self._wake.set()
             # points on a fixed grid: a slow tick does not shift the next ones, and a late
             # one brings no burst of catch-up points (the next is at least half an interval
@@ -167,6 +179,7 @@ class Recorder:
         record = self.journal.append(
             {"t": "metrics", "ts": self._ts(elapsed), "step": int(elapsed), "metrics": values}
         )
+        self._last_ts = record["ts"]
         if self._ticks == 0:
             params = names.run_params(fp, with_intensity=self._intensity_is_final)
             tags = names.run_tags(
@@ -194,10 +207,16 @@ class Recorder:
             csv_text = self.timeseries_csv()
         gid = self._start["greenml_run_id"]
         tags = names.run_tags(fp, node=self._start["node"], greenml_run_id=gid, status=status)
+        ts = self._ts(fp.duration_s)
+        if self._last_ts is not None and ts <= self._last_ts:
+            # a point taken as the run stopped, or within the end's millisecond: the summary
+            # must stay a point of its own, after it (same name, step and timestamp would
+            # make the two one point to MLflow and to sync's replay)
+            ts = self._last_ts + 1
         summary = self.journal.append(
             {
                 "t": "summary",
-                "ts": self._ts(fp.duration_s),
+                "ts": ts,
                 "step": int(fp.duration_s),
                 "status": status,
                 "metrics": names.summary_metrics(fp),
@@ -222,21 +241,17 @@ class Recorder:
             self._wake.set()
             thread.join(self._final_timeout_s)
             if thread.is_alive():
-                logger.warning(
-                    "greenml: MLflow at %s did not take the run's summary within %.0f s; it is "
-                    "safe in the journal %s: run `greenml sync` to send it",
-                    redact_uri(self.target.tracking_uri),
-                    self._final_timeout_s,
-                    self.where,
+                warn(
+                    f"MLflow at {redact_uri(self.target.tracking_uri)} did not take the run's "
+                    f"summary within {self._final_timeout_s:.0f} s; it is safe in the journal "
+                    f"{self.where}: run `greenml sync` to send it"
                 )
                 return  # the sender may still deliver; the journal stays open for it
         if self._pending:
-            logger.warning(
-                "greenml: %d record(s) of this run, its summary among them, are not in MLflow "
-                "(%s); they are safe in the journal %s: run `greenml sync` to send them",
-                len(self._pending),
-                redact_uri(self.target.tracking_uri),
-                self.where,
+            warn(
+                f"{len(self._pending)} record(s) of this run, its summary among them, are not "
+                f"in MLflow ({redact_uri(self.target.tracking_uri)}); they are safe in the "
+                f"journal {self.where}: run `greenml sync` to send them"
             )
         self.journal.close()
 
@@ -279,7 +294,11 @@ class Recorder:
                     # created the run and lost the answer: only then search by its tag
                     search, self._tried_run = self._tried_run, True
                     target.ensure_run(self._start, search=search)
-                    self.journal.append({"t": "run", "run_id": target.run_id})
+                    # on disk before any record is sent in this place, so that a replay
+                    # places the rest of them the same way
+                    block = target.block.to_record()
+                    self.journal.append({"t": "run", "run_id": target.run_id, "block": block})
+                    self.journal.flush()
                     self._run_known = True
                 while True:
                     with self._pending_lock:
@@ -294,11 +313,9 @@ class Recorder:
                             raise
                         # refused, not unanswered: retrying cannot help, and it must not
                         # hold up the records behind it; it stays unsent in the journal
-                        logger.warning(
-                            "greenml: MLflow refused a record of this run (%s); it stays in "
-                            "the journal %s",
-                            str(e).splitlines()[0],
-                            self.where,
+                        warn(
+                            f"MLflow refused a record of this run ({str(e).splitlines()[0]}); "
+                            f"it stays in the journal {self.where}"
                         )
                         notes = None
                     else:
@@ -307,7 +324,7 @@ class Recorder:
                     for note in notes or ():
                         if note not in self._noted:
                             self._noted.add(note)
-                            logger.warning("greenml: %s", note)
+                            warn(note)
                     with self._pending_lock:
                         self._pending.pop(0)
             except Exception as e:
@@ -316,21 +333,19 @@ class Recorder:
             finally:
                 self.journal.mark_sent(sent)
             if self._down:
-                logger.warning(
-                    "greenml: MLflow at %s is back; the waiting records were sent",
-                    redact_uri(target.tracking_uri),
+                warn(
+                    f"MLflow at {redact_uri(target.tracking_uri)} is back; the waiting records "
+                    "were sent"
                 )
                 self._down = False
 
     def _went_down(self, why: str) -> None:
         if not self._down:
             assert self.target is not None
-            logger.warning(
-                "greenml: MLflow at %s cannot be reached (%s). Training continues; the records "
-                "wait in the journal %s and are sent when it is back, or run `greenml sync`.",
-                redact_uri(self.target.tracking_uri),
-                why,
-                self.where,
+            warn(
+                f"MLflow at {redact_uri(self.target.tracking_uri)} cannot be reached ({why}). "
+                f"Training continues; the records wait in the journal {self.where} and are "
+                "sent when it is back, or run `greenml sync`."
             )
             self._down = True
 

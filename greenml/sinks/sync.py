@@ -1,11 +1,14 @@
 """``greenml sync``: replay journal records that MLflow does not have.
 
-For each journal file: find the MLflow run (the one recorded in the journal if the
-store has it, else the run tagged with the journal's greenml run id, else a new one),
-send every record without a ``sent`` mark, skipping metric points the run already has
-(so a second sync, or a sync after a send whose answer was lost, duplicates nothing),
-and mark them sent. A run whose process died without a summary (SIGKILL, power loss)
-is ended as ``KILLED`` with the figures of its last recorded point.
+For each journal file: check that its store accepts a connection (a store that is down is
+reported at once, its journals left as they are, rather than after MLflow's minutes of
+retries); find the MLflow run (the one recorded in the journal if the store has it, else
+the run tagged with the journal's greenml run id, else a new one); place the records in it
+as the journal recorded (a block attached to a run after other greenml blocks continues
+their steps and totals); send every record without a ``sent`` mark, skipping metric points
+the run already has (so a second sync, or a sync after a send whose answer was lost,
+duplicates nothing), and mark them sent. A run whose process died without a summary
+(SIGKILL, power loss) is ended as ``KILLED`` with the figures of its last recorded point.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from greenml.sinks import journal as jr
-from greenml.sinks.mlflow import MlflowTarget, absolute_uri, default_tracking_uri, redact_uri
+from greenml.sinks.mlflow import (
+    Block,
+    MlflowTarget,
+    absolute_uri,
+    default_tracking_uri,
+    reachable,
+    redact_uri,
+)
 
 
 @dataclass
@@ -32,6 +42,7 @@ class SyncResult:
     ended_killed: bool = False
     skipped: str | None = None  # why nothing was done
     error: str | None = None
+    unreachable: bool = False  # the store did not accept a connection: nothing was tried
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # params the run already had, kept
 
@@ -42,9 +53,11 @@ def sync_all(
     tracking_uri: str | None = None,
     include_local: bool = False,
 ) -> list[SyncResult]:
-    """Sync every journal in ``journal_dir`` (see :func:`sync_file`)."""
+    """Sync every journal in ``journal_dir`` (see :func:`sync_file`). A store found
+    down is not tried again for the journals after it."""
+    down: set[str] = set()
     return [
-        sync_file(p, tracking_uri=tracking_uri, include_local=include_local)
+        sync_file(p, tracking_uri=tracking_uri, include_local=include_local, down=down)
         for p in jr.journal_files(journal_dir)
     ]
 
@@ -54,10 +67,16 @@ def sync_file(
     *,
     tracking_uri: str | None = None,
     include_local: bool = False,
+    down: set[str] | None = None,
 ) -> SyncResult:
     """Replay one journal into MLflow. ``tracking_uri`` overrides the store the run
     was logging to; ``include_local`` also sends runs recorded with
-    ``log_to_mlflow=False``. Errors are reported in the result, never raised."""
+    ``log_to_mlflow=False``. Errors are reported in the result, never raised.
+
+    Before any MLflow call the store must accept a TCP connection (see
+    :func:`~greenml.sinks.mlflow.reachable`); if it does not, the journal is left as it
+    was and the result says so (``unreachable``). ``down`` holds the stores already found
+    down in this sync: they are not tried again, and one found down is added."""
     contents = jr.read(path)
     result = SyncResult(Path(path), contents.greenml_run_id, bad_lines=contents.bad_lines)
     start = contents.start
@@ -84,6 +103,16 @@ def sync_file(
         return result
     uri = absolute_uri(uri)
     result.tracking_uri = redact_uri(uri)
+    if (down is not None and uri in down) or not reachable(uri):
+        if down is not None:
+            down.add(uri)
+        result.unreachable = True
+        result.error = (
+            f"MLflow at {result.tracking_uri} cannot be reached (it does not accept "
+            f"connections); nothing was sent, the journal {result.path} is left as it was: "
+            "run `greenml sync` again once the store is up"
+        )
+        return result
     target = MlflowTarget(
         uri,
         experiment=start.get("experiment"),
@@ -93,11 +122,19 @@ def sync_file(
     )
     journal = jr.Journal(path)
     try:
+        recorded = None  # where the journal placed its records in the run, if it did
+        if contents.block is not None:
+            recorded = Block.from_record(contents.block)
+        elif contents.sent:
+            recorded = Block()  # an older journal, partly sent as a run's only block
         known = target.run_id
-        run_id = target.ensure_run(start)
+        run_id = target.ensure_run(start, block=recorded)
         result.run_id = run_id
-        if run_id != known:
-            journal.append({"t": "run", "run_id": run_id, "by": "sync"})
+        if run_id != known or recorded is None:
+            # on disk before anything is sent, so a later replay places the records alike
+            block = target.block.to_record()
+            journal.append({"t": "run", "run_id": run_id, "block": block, "by": "sync"})
+            journal.flush()
         sent: list[int] = []
         try:
             for rec in unsent:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import signal
 import socket
@@ -27,7 +26,7 @@ from mlflow import MlflowClient
 import greenml
 from greenml._version import __version__
 from greenml.cli import main
-from greenml.errors import ConfigError
+from greenml.errors import ConfigError, GreenMLWarning
 from greenml.sinks import journal as jr
 from greenml.testing import SimGPU, SimulatedNVML, traces
 
@@ -68,6 +67,11 @@ def _only_journal(folder: Path) -> Path:
     files = jr.journal_files(folder)
     assert len(files) == 1, files
     return files[0]
+
+
+def _warned(record: pytest.WarningsRecorder) -> str:
+    """The text of the GreenMLWarnings recorded, one a line."""
+    return "\n".join(str(w.message) for w in record if issubclass(w.category, GreenMLWarning))
 
 
 def _greenml_threads() -> set[threading.Thread]:
@@ -215,21 +219,148 @@ def test_composes_with_the_users_run(mlflow_server, tmp_path, monkeypatch):
     assert len(client.search_runs([exp])) == 2  # the user's two runs, none of greenml's own
 
 
-def test_two_tracked_blocks_in_one_run_keep_the_first_params(plain_cwd, caplog):
-    caplog.set_level(logging.WARNING, logger="greenml")
+def test_two_tracked_blocks_in_one_run_keep_the_first_params(plain_cwd, tmp_path):
     with mlflow.start_run() as outer:
         with greenml.track(location="FR", pue=1.1) as first:
             time.sleep(0.05)
-        with greenml.track(location="FR", pue=1.3) as second:
+        with (
+            pytest.warns(GreenMLWarning, match=r"already had greenml\.pue='1\.1'") as record,
+            greenml.track(location="FR", pue=1.3) as second,
+        ):
             time.sleep(0.05)
     client = MlflowClient(f"sqlite:///{plain_cwd}/mlflow.db")
     r = client.get_run(outer.info.run_id)
     assert r.data.params["greenml.pue"] == "1.1"  # MLflow params never change
-    assert "already had greenml.pue='1.1'; this job's greenml.pue='1.3'" in caplog.text
-    # the second block's metrics and summary still arrived
+    # the warning names where the second block's own value is
+    assert "this job's greenml.pue='1.3' is in greenml/footprint-2.json" in _warned(record)
+    doc = json.loads(
+        Path(
+            client.download_artifacts(r.info.run_id, "greenml/footprint-2.json", str(tmp_path))
+        ).read_text()
+    )
+    assert doc["pue"] == 1.3 and doc["greenml_run_id"] == second.greenml_run_id
+    # the second block's metrics and summary still arrived, on top of the first's
     assert second.mlflow.delivered and first.mlflow.delivered
-    ends = {m.value for m in client.get_metric_history(r.info.run_id, "greenml/energy_kwh")}
-    assert {first.footprint.energy_kwh, second.footprint.energy_kwh} <= ends
+    total = first.footprint.energy_kwh + second.footprint.energy_kwh
+    assert r.data.metrics["greenml/energy_kwh"] == pytest.approx(total, rel=1e-12)
+
+
+# -- several tracked blocks in one run ----------------------------------------------------
+
+SUMMED = (
+    "energy_kwh",
+    "duration_s",
+    "gpu_energy_kwh",
+    "cpu_energy_kwh",
+    "ram_energy_kwh",
+    "co2e_kg",
+    "co2e_market_kg",
+)
+
+
+def _block(jdir: Path, **where: str) -> greenml.Tracker:
+    """A tracked block of 1.2 s with two simulated GPUs: a point at its start, the summary
+    at its end (whole-second steps 0 and 1)."""
+    with (
+        _sim(),
+        greenml.track(
+            location="FR",
+            log_interval_s=30.0,
+            log_to_mlflow=True,
+            journal_dir=str(jdir),
+            **where,
+        ) as run,
+    ):
+        time.sleep(1.2)
+    return run
+
+
+def _assert_blocks_add_up(
+    client: MlflowClient, run_id: str, blocks: list[greenml.Tracker], tmp_path: Path
+) -> None:
+    """The run keeps each block's own footprint and CSV, its greenml series run on across
+    the blocks (steps strictly increasing, cumulative figures never going back), and its
+    summary figures are the totals of the blocks' footprints."""
+    fps = [b.footprint for b in blocks]
+    arts = {a.path for a in client.list_artifacts(run_id, "greenml")}
+    assert arts == {
+        "greenml/footprint.json",
+        "greenml/timeseries.csv",
+        "greenml/footprint-2.json",
+        "greenml/timeseries-2.csv",
+    }
+    paths = ("greenml/footprint.json", "greenml/footprint-2.json")
+    for path, block in zip(paths, blocks, strict=True):
+        doc = json.loads(
+            Path(client.download_artifacts(run_id, path, str(tmp_path / "art"))).read_text()
+        )
+        assert doc["greenml_run_id"] == block.greenml_run_id
+        assert doc["energy_kwh"] == pytest.approx(block.footprint.energy_kwh, rel=1e-12)
+    for name in ("energy_kwh", "duration_s", "gpu_0/energy_kwh", "phase/train/energy_kwh"):
+        series = _points(client, run_id, f"greenml/{name}")
+        steps, values = [p[0] for p in series], [p[2] for p in series]
+        assert len(series) == 4, series  # each block: its first point and its summary
+        assert steps == sorted(set(steps)), series  # strictly increasing
+        assert values == sorted(values), series  # never back to 0 at the second block
+        assert sorted(series, key=lambda p: p[1]) == series  # and in time order
+    r = client.get_run(run_id)
+    m = r.data.metrics
+    for name in SUMMED:
+        total = sum(getattr(fp, name) for fp in fps)
+        assert m[f"greenml/{name}"] == pytest.approx(total, rel=1e-12), name
+    for i in (0, 1):
+        total = sum(d.energy_kwh for fp in fps for d in fp.devices if d.index == i)
+        assert m[f"greenml/gpu_{i}/energy_kwh"] == pytest.approx(total, rel=1e-12)
+    total = sum(fp.phases["train"].energy_kwh for fp in fps)
+    assert m["greenml/phase/train/energy_kwh"] == pytest.approx(total, rel=1e-12)
+    # the run's mean power over both blocks: the simulated GPUs draw 300 W + 450 W
+    assert m["greenml/gpu_power_w"] == pytest.approx(750.0, rel=0.02)
+    assert m["greenml/gpu_1/power_w"] == pytest.approx(450.0, rel=0.02)
+    assert r.data.tags["greenml.blocks"] == "2"
+
+
+def test_two_blocks_in_one_run_keep_both_footprints_and_add_up(
+    mlflow_server, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    client = MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment(f"blocks-{uuid.uuid4().hex[:8]}")
+    jdir = tmp_path / "journal"
+    with mlflow.start_run(experiment_id=exp) as outer:
+        blocks = [_block(jdir / "1"), _block(jdir / "2")]
+    run_id = outer.info.run_id
+    assert [b.mlflow.run_id for b in blocks] == [run_id, run_id]
+    assert all(b.mlflow.delivered for b in blocks)
+    _assert_blocks_add_up(client, run_id, blocks, tmp_path)
+
+    # every answer of the second block lost: a replay by sync sends the same values to the
+    # same places, so MLflow ends up with nothing new
+    journal = _only_journal(jdir / "2")
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(x for x in lines if json.loads(x)["t"] != "sent"))
+    series = {k: _points(client, run_id, k) for k in client.get_run(run_id).data.metrics}
+    out = CliRunner().invoke(main, ["sync", "--journal-dir", str(jdir / "2")])
+    assert out.exit_code == 0 and "sent 3 record(s)" in out.output, out.output
+    assert {k: _points(client, run_id, k) for k in series} == series
+    _assert_blocks_add_up(client, run_id, blocks, tmp_path)
+
+
+def test_a_block_sent_later_by_sync_lands_as_it_would_have_live(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server.uri)
+    run_id = client.create_run(client.create_experiment(f"later-{uuid.uuid4().hex[:8]}"))
+    run_id = run_id.info.run_id
+    jdir = tmp_path / "journal"
+    first = _block(jdir / "1", tracking_uri=mlflow_server.uri, run_id=run_id)
+    with pytest.warns(GreenMLWarning, match="cannot check run_id"):
+        second = _block(jdir / "2", tracking_uri=_closed_port_uri(), run_id=run_id)
+    assert first.mlflow.delivered and not second.mlflow.delivered
+    for _ in range(2):  # the second time there is nothing to send
+        out = CliRunner().invoke(
+            main, ["sync", "--journal-dir", str(jdir / "2"), "--tracking-uri", mlflow_server.uri]
+        )
+        assert out.exit_code == 0, out.output
+    assert "up to date" in out.output
+    _assert_blocks_add_up(client, run_id, [first, second], tmp_path)
 
 
 def test_local_default_store(plain_cwd):
@@ -277,12 +408,13 @@ def test_opting_out(plain_cwd, tmp_path):
     assert not (tmp_path / "j").exists()
 
 
-def test_an_unwritable_journal_does_not_stop_the_run(plain_cwd, caplog):
+def test_an_unwritable_journal_does_not_stop_the_run(plain_cwd):
     (plain_cwd / "blocked").write_text("a file where the journal folder should be")
-    caplog.set_level(logging.WARNING, logger="greenml")
-    with greenml.track(location="FR", journal_dir="blocked/journal") as run:
+    with (
+        pytest.warns(GreenMLWarning, match="cannot write the journal blocked/journal/"),
+        greenml.track(location="FR", journal_dir="blocked/journal") as run,
+    ):
         time.sleep(0.05)
-    assert "cannot write the journal blocked/journal/" in caplog.text
     assert run.mlflow.journal is None and run.mlflow.delivered  # MLflow still has it
     r = MlflowClient(f"sqlite:///{plain_cwd}/mlflow.db").get_run(run.mlflow.run_id)
     assert r.data.metrics["greenml/energy_kwh"] == pytest.approx(run.footprint.energy_kwh)
@@ -336,14 +468,12 @@ def test_mlflow_run_id_variable_is_attached_and_checked(mlflow_server, monkeypat
         greenml.track(location="FR", log_to_mlflow=True).start()
 
 
-def test_unreachable_store_warns_with_redacted_uri_then_sync_delivers(
-    mlflow_server, tmp_path, caplog
-):
+def test_unreachable_store_warns_with_redacted_uri_then_sync_delivers(mlflow_server, tmp_path):
     uri = _closed_port_uri(user="alice:s3cret@")
     jdir = tmp_path / "journal"
-    caplog.set_level(logging.WARNING, logger="greenml")
     t0 = time.monotonic()
     with (
+        pytest.warns(GreenMLWarning, match="cannot be reached") as record,
         _sim(),
         greenml.track(
             tracking_uri=uri,
@@ -356,7 +486,7 @@ def test_unreachable_store_warns_with_redacted_uri_then_sync_delivers(
     ):
         time.sleep(0.6)
     assert time.monotonic() - t0 < 3.0  # a store that is down does not hold up the end
-    text = caplog.text
+    text = _warned(record)
     journal = _only_journal(jdir)
     assert "***@127.0.0.1" in text and "s3cret" not in text and str(journal) in text
     assert "s3cret" not in journal.read_text()
@@ -379,14 +509,19 @@ def test_unreachable_store_warns_with_redacted_uri_then_sync_delivers(
     )
 
 
-def test_malformed_uri_warns_and_keeps_measuring(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="greenml")
-    with greenml.track(
-        tracking_uri="htp:/nowhere", location="FR", log_to_mlflow=True, journal_dir=str(tmp_path)
-    ) as run:
+def test_malformed_uri_warns_and_keeps_measuring(tmp_path):
+    with (
+        pytest.warns(GreenMLWarning, match="htp:/nowhere") as record,
+        greenml.track(
+            tracking_uri="htp:/nowhere",
+            location="FR",
+            log_to_mlflow=True,
+            journal_dir=str(tmp_path),
+        ) as run,
+    ):
         time.sleep(0.05)
     assert run.footprint.duration_s > 0
-    assert "htp:/nowhere" in caplog.text and str(_only_journal(tmp_path)) in caplog.text
+    assert str(_only_journal(tmp_path)) in _warned(record)
 
 
 def test_corrupt_journal_line_is_reported_and_the_rest_sent(mlflow_server, tmp_path):
@@ -430,10 +565,9 @@ def _logging_to(uri: str, jdir: Path, experiment: str, interval_s: float = 0.25)
     )
 
 
-def test_server_stopped_and_restarted_mid_run_then_sync(private_mlflow_server, tmp_path, caplog):
+def test_server_stopped_and_restarted_mid_run_then_sync(private_mlflow_server, tmp_path, recwarn):
     srv = private_mlflow_server
     jdir = tmp_path / "journal"
-    caplog.set_level(logging.WARNING, logger="greenml")
     with _sim(), _logging_to(srv.uri, jdir, "restart") as run:
         time.sleep(0.6)
         srv.stop()
@@ -443,8 +577,9 @@ def test_server_stopped_and_restarted_mid_run_then_sync(private_mlflow_server, t
     # The outage is noticed at the next send (one refused connection), unless a request was
     # in flight as the server went: MLflow's client then retries it until the server is
     # back, with nothing to warn about. Either way the backlog arrives (below).
-    if "cannot be reached" in caplog.text:
-        assert "is back" in caplog.text
+    said = _warned(recwarn)
+    if "cannot be reached" in said:
+        assert f"MLflow at {srv.uri} is back" in said
     journal = _only_journal(jdir)
     for _ in range(2):  # sync twice: nothing duplicated
         out = CliRunner().invoke(main, ["sync", "--journal-dir", str(jdir)])
@@ -464,7 +599,11 @@ def test_server_away_at_the_end_then_sync(private_mlflow_server, tmp_path):
     jdir = tmp_path / "journal"
     # one point at the start, then nothing until the end: no request is in flight when the
     # server stops (one that is would sit in MLflow's own retries; the end waits <= 15 s)
-    with _sim(), _logging_to(srv.uri, jdir, "late", interval_s=30.0) as run:
+    with (
+        pytest.warns(GreenMLWarning, match=r"1 record\(s\) of this run, its summary") as told,
+        _sim(),
+        _logging_to(srv.uri, jdir, "late", interval_s=30.0) as run,
+    ):
         deadline = time.monotonic() + 30
         while not run.mlflow.delivered and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -473,6 +612,9 @@ def test_server_away_at_the_end_then_sync(private_mlflow_server, tmp_path):
         time.sleep(0.5)
         t0 = time.monotonic()
     assert time.monotonic() - t0 < 3.0  # a store that refuses connections is not waited for
+    said = _warned(told)
+    assert f"not in MLflow ({srv.uri})" in said and "run `greenml sync` to send them" in said
+    assert str(_only_journal(jdir)) in said
     srv.restart()
     out = CliRunner().invoke(main, ["sync", "--journal-dir", str(jdir)])
     assert out.exit_code == 0 and "sent" in out.output, out.output

@@ -59,3 +59,20 @@ def test_memory_journal_numbers_records_without_a_file() -> None:
     assert j.append({"t": "params", "params": {}})["seq"] == 1
     assert j.append({"t": "metrics", "metrics": {}})["seq"] == 2
     assert j.path is None
+
+
+def test_the_run_record_keeps_where_the_block_sits_in_its_run(tmp_path) -> None:
+    path = tmp_path / "run.jsonl"
+    j = jr.Journal(path)
+    j.append({"t": "start", "greenml_run_id": "run", "run_id": "users-run"})
+    block = {"number": 2, "step0": 61, "base": {"greenml/energy_kwh": 0.25}}
+    j.append({"t": "run", "run_id": "users-run", "block": block})
+    j.close()
+    c = jr.read(path)
+    assert c.run_id == "users-run" and c.block == block
+    # a later record for another run (sync to another store) says nothing of the old place
+    j = jr.Journal(path)
+    j.append({"t": "run", "run_id": "elsewhere", "by": "sync"})
+    j.close()
+    c = jr.read(path)
+    assert c.run_id == "elsewhere" and c.block is None

@@ -1,4 +1,4 @@
-"""The MLflow names of DESIGN.md, computed from a hand-built Footprint."""
+"""greenml's MLflow names (docs/mlflow.md), computed from hand-built figures."""
 
 from __future__ import annotations
 
@@ -165,3 +165,60 @@ def test_reachable_tells_a_closed_port_at_once() -> None:
     assert not names.reachable(f"http://127.0.0.1:{port}")
     assert time.monotonic() - t0 < 1.0
     assert names.reachable("sqlite:///whatever.db")  # local stores need no connection
+
+
+# -- a later block in a run that has greenml figures already ------------------------------
+
+# the run's totals after a first block of half an hour (the summary of _footprint())
+BEFORE = {
+    "greenml/energy_kwh": 0.6,
+    "greenml/duration_s": 1800.0,
+    "greenml/gpu_energy_kwh": 0.5,
+    "greenml/gpu_0/energy_kwh": 0.3,
+    "greenml/gpu_3/energy_kwh": 0.2,
+    "greenml/phase/train/energy_kwh": 0.4,
+}
+
+
+def test_a_later_block_adds_its_figures_to_the_runs_totals() -> None:
+    block = names.Block(number=2, step0=1801, base=BEFORE)
+    # a second block: a quarter of an hour, GPU 0 only, at 1000 W
+    own = {
+        "greenml/energy_kwh": 0.3,
+        "greenml/duration_s": 900.0,
+        "greenml/gpu_energy_kwh": 0.25,
+        "greenml/gpu_0/energy_kwh": 0.25,
+        "greenml/gpu_power_w": 1000.0,
+        "greenml/gpu_0/power_w": 1000.0,
+    }
+    summary = names.run_values(own, block, summary=True)
+    assert summary == {
+        "greenml/energy_kwh": pytest.approx(0.9),
+        "greenml/duration_s": 2700.0,
+        "greenml/gpu_energy_kwh": pytest.approx(0.75),
+        "greenml/gpu_0/energy_kwh": pytest.approx(0.55),
+        # means over both blocks: 0.75 kWh in 45 min = 1000 W; GPU 0: 0.55 kWh -> 733.3 W
+        "greenml/gpu_power_w": pytest.approx(1000.0),
+        "greenml/gpu_0/power_w": pytest.approx(733.333333, rel=1e-6),
+    }
+    # a time-series point: cumulative figures on top of the run's, power of its interval
+    point = names.run_values({**own, "greenml/gpu_0/power_w": 980.0}, block, summary=False)
+    assert point["greenml/energy_kwh"] == pytest.approx(0.9)
+    assert point["greenml/gpu_0/power_w"] == 980.0 and point["greenml/gpu_power_w"] == 1000.0
+    # the run's first block is sent as it is
+    assert names.run_values(own, names.Block(), summary=True) == own
+
+
+def test_each_block_has_its_own_artifacts_and_its_place_survives_the_journal() -> None:
+    import json
+
+    assert names.Block().footprint_artifact == "greenml/footprint.json"
+    assert names.Block().timeseries_artifact == "greenml/timeseries.csv"
+    third = names.Block(number=3, step0=42, base=BEFORE)
+    assert third.footprint_artifact == "greenml/footprint-3.json"
+    assert third.timeseries_artifact == "greenml/timeseries-3.csv"
+    assert names.Block.from_record(json.loads(json.dumps(third.to_record()))) == third
+    assert [k for k in BEFORE if names.is_cumulative(k)] == list(BEFORE)
+    assert not names.is_cumulative("greenml/gpu_power_w")
+    assert not names.is_cumulative("greenml/gpu_0/power_w")
+    assert not names.is_cumulative("user/loss")

@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from greenml.footprint import DeviceEnergy, Footprint
-from greenml.sinks.journal import MemoryJournal
+from greenml.sinks.journal import Journal, MemoryJournal, read
 from greenml.sinks.recorder import MAX_CSV_ROWS, Recorder
 
 WATTS = (500.0, 250.0)  # two GPUs at constant power
@@ -99,3 +99,38 @@ def test_a_gpu_without_a_rate_yet_gets_no_power_until_it_has_one() -> None:
     assert third["greenml/gpu_0/power_w"] == pytest.approx(500.0)
     assert third["greenml/gpu_1/power_w"] == pytest.approx(250.0)  # 150 J since the start
     assert third["greenml/gpu_power_w"] == pytest.approx(750.0)
+
+
+@pytest.mark.parametrize(
+    ("last_point_s", "end_s", "summary_ms"),
+    [
+        (0.6, 0.6, 601),  # the point was taken as the run stopped: it carries the end's time
+        (0.6002, 0.6004, 601),  # the block ended within the point's millisecond
+        (0.6, 0.65, 650),  # apart: the end keeps its own time
+    ],
+)
+def test_the_summary_is_a_point_of_its_own_after_the_last_one(
+    tmp_path, last_point_s: float, end_s: float, summary_ms: int
+) -> None:
+    # MLflow knows a point by name, step, millisecond and value, and sync skips the points
+    # a run has: a summary sharing the last point's step and millisecond would be lost
+    rec = Recorder(
+        snapshot=lambda: None,
+        journal=Journal(tmp_path / "run.jsonl"),
+        target=None,
+        start={"greenml_run_id": "r", "node": "n"},
+        interval_s=0.2,
+        wall_start_s=1_700_000_000.0,
+    )
+    rec.tick(_fp(0.0))
+    rec.tick(_fp(last_point_s))
+    rec.finish(_fp(end_s), "FINISHED")
+    c = read(tmp_path / "run.jsonl")
+    points = [(r["step"], r["ts"]) for r in c.records if r["t"] in ("metrics", "summary")]
+    assert points == [
+        (0, 1_700_000_000_000),
+        (0, 1_700_000_000_600),
+        (0, 1_700_000_000_000 + summary_ms),
+    ]
+    assert c.end["ts"] == c.summary["ts"]
+    assert c.summary["metrics"]["greenml/duration_s"] == end_s  # the figures are the end's
