@@ -394,7 +394,10 @@ class CpuEstimateMeter:
             self._last_times = self._cpu_times()
             self._last_t = t
         except Exception as e:
-            logger.warning("greenml: cannot read CPU times (%s); will retry at each read", e)
+            warn(
+                f"cannot read the CPU times ({e}); the CPU estimate counts nothing until they "
+                "can be read (greenml retries at each reading)"
+            )
 
     def __repr__(self) -> str:
         return f"CpuEstimateMeter(tdp_w={self.tdp_w:g}, model={self.cpu_model!r})"

@@ -348,3 +348,15 @@ def test_estimate_when_no_dram_or_unreadable(tmp_path, clock):
     )
     with pytest.raises(ConfigError):
         make_ram_meter(fake.root, clock=clock, opener=fake.open, total_bytes=0)
+
+
+def test_unreadable_cpu_times_at_the_start_are_said_and_retried(clock):
+    times = Times()
+    times.fail = True
+    with pytest.warns(GreenMLWarning, match=r"cannot read the CPU times \(no /proc/stat\)"):
+        m = CpuEstimateMeter(clock=clock, tdp_w=100.0, cpuinfo=CpuInfo("x"), cpu_times=times)
+    times.fail = False
+    m.read()  # the first good reading is the base
+    clock.advance(2.0)
+    times.run(1.0, 1.0)  # 2 s fully busy on one CPU: 100 W x (0.1 + 0.9 x 1.0) x 2 s
+    assert m.read()[0].energy_j == pytest.approx(200.0)
