@@ -447,6 +447,25 @@ class Ledger:
 
     # -- views --------------------------------------------------------------------------
 
+    def gpu_joules_now(self, now_s: float) -> dict[int, float]:
+        """Joules per GPU index with each GPU's accounting brought up to ``now_s``:
+        segments held back for phase shaping are counted and the last power is carried to
+        the present. A GPU without a rate yet (its first readings) is left out. For the
+        mean power between time-series points; the totals stay the ledger's own."""
+        out: dict[int, float] = {}
+        with self._lock:
+            for st in self.channels.values():
+                ch = st.channel
+                if ch.kind != "gpu" or ch.index is None:
+                    continue
+                if st.slope_w is None or st.last_t is None:
+                    continue  # no rate yet: its joules now are not known
+                j = st.energy_j + sum(q[2] for q in st.queue) * ch.share
+                if st.lost_at_s is None:
+                    j += st.slope_w * ch.share * max(0.0, now_s - st.last_t)
+                out[ch.index] = out.get(ch.index, 0.0) + j
+        return out
+
     def totals(self) -> dict[str, ChannelState]:
         """A consistent copy of every channel's state."""
         with self._lock:

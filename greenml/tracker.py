@@ -27,11 +27,9 @@ import dataclasses
 import functools
 import logging
 import os
-import signal
 import threading
 import time
 import typing
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +41,7 @@ from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import DeviceEnergy, Factor, Factors, Footprint, compute
 from greenml.meters.base import Clock, Meter
 from greenml.sampler import ChannelState, Ledger, Sampler
+from greenml.signals import SigtermGuard, unwatch_forks, watch_forks
 from greenml.sinks.recorder import Delivery, Recorder
 
 if TYPE_CHECKING:
@@ -235,7 +234,7 @@ class Tracker:
         self._stop_s: float | None = None
         self._footprint: Footprint | None = None
         self._recorder: Recorder | None = None
-        self._signals = _SignalGuard(self)
+        self._guard = SigtermGuard(lambda: self.stop("KILLED"))
         self._stopping = False
         self._pid: int | None = None  # the process that started the run (and measures it)
         self.greenml_run_id: str | None = None
@@ -290,8 +289,8 @@ class Tracker:
             self._recorder = self._make_recorder(target)
             if self._recorder is not None:
                 self._recorder.start()
-            _RUNNING.add(self)
-        self._signals.install()
+            watch_forks(self)
+        self._guard.install()
         return self
 
     def _forked_child(self) -> bool:
@@ -304,8 +303,6 @@ class Tracker:
         what it was; the inherited journal file is pointed at /dev/null so that the
         child's exit cannot write the parent's unflushed bytes a second time. The
         threads, and any lock they held, did not come along; nothing here takes a lock."""
-        self._signals.forget()
-        self._signals._installed = False
         journal = getattr(self._recorder, "journal", None)
         handle = getattr(journal, "_file", None)
         if handle is not None:
@@ -431,7 +428,8 @@ class Tracker:
                 f"this run is measured by process {self._pid}, which started it; a forked "
                 "child (a data-loader or pool worker) does not measure and cannot stop it"
             )
-        self._stopping = True  # a SIGTERM from here on waits for this stop to finish
+        self._stopping = True
+        self._guard.hold()  # a SIGTERM from here on waits for this stop to finish
         with self._lock:
             if self._footprint is not None:
                 return self._footprint
@@ -453,8 +451,8 @@ class Tracker:
                         "recording the run's summary failed; the footprint is computed "
                         "(run.footprint) but may be missing from the journal and MLflow"
                     )
-            _RUNNING.discard(self)
-        self._signals.restore()
+            unwatch_forks(self)
+        self._guard.restore()
         return self._footprint
 
     def __repr__(self) -> str:
@@ -588,24 +586,10 @@ class Tracker:
         return self.snapshot()
 
     def _gpu_joules_now(self) -> tuple[float, dict[int, float]]:
-        """(now, joules per GPU index) with each GPU's accounting brought up to now:
-        segments held back for phase shaping are counted and the last power is carried
-        to the present. A GPU without a rate yet is left out. For mean power between
-        time-series points, not for the ledger."""
+        """(seconds since the start, joules per GPU up to now), for the recorder."""
         assert self._ledger is not None and self._start_s is not None
         now = self._clock()
-        out: dict[int, float] = {}
-        for st in self._ledger.totals().values():
-            ch = st.channel
-            if ch.kind != "gpu" or ch.index is None:
-                continue
-            if st.slope_w is None or st.last_t is None:
-                continue  # no rate yet (the first readings): its joules now are not known
-            j = st.energy_j + sum(q[2] for q in st.queue) * ch.share
-            if st.lost_at_s is None:
-                j += st.slope_w * ch.share * max(0.0, now - st.last_t)
-            out[ch.index] = out.get(ch.index, 0.0) + j
-        return now - self._start_s, out
+        return now - self._start_s, self._ledger.gpu_joules_now(now)
 
     def sample_now(self) -> None:
         """Take one reading of every meter now, in the caller's thread."""
@@ -767,71 +751,6 @@ class Tracker:
             return None, []
 
 
-class _SignalGuard:
-    """SIGTERM (what schedulers and ``kill`` send) ends the run as ``KILLED`` with its
-    summary recorded, then does what it would have done without greenml: the previous
-    Python handler is called, or the default action (the process ends) is taken.
-
-    Installed only from the main thread and only over the default or a Python handler
-    (an ignored SIGTERM stays ignored)."""
-
-    def __init__(self, tracker: Tracker) -> None:
-        self._tracker = tracker
-        self._previous: Any = None
-        self._installed = False
-        self._pending: int | None = None  # a signal that arrived while stop() ran
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        previous = signal.getsignal(signal.SIGTERM)
-        if previous is signal.SIG_IGN or previous is None:
-            return
-        signal.signal(signal.SIGTERM, self._handle)
-        self._previous, self._installed = previous, True
-
-    def restore(self) -> None:
-        """Put the previous handler back (from the main thread); then deliver a SIGTERM
-        that arrived while the run was stopping."""
-        if self._installed and threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGTERM) == self._handle:
-                signal.signal(signal.SIGTERM, self._previous)
-            self._installed = False
-        if self._pending is not None:
-            signum, self._pending = self._pending, None
-            self._forward(signum, None)
-
-    def forget(self) -> None:
-        """In a forked child: put the previous handler back, without stopping anything
-        (the run belongs to the parent)."""
-        if self._installed and signal.getsignal(signal.SIGTERM) == self._handle:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._installed = False
-        self._pending = None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        t = self._tracker
-        if t._forked_child():  # the handler outlived a fork: act as if greenml were not here
-            self.forget()
-            self._forward(signum, frame)
-            return
-        if t._stopping and t._footprint is None:
-            self._pending = signum  # stop() is running in this thread; it forwards
-            return
-        if t._footprint is None:
-            logger.warning("greenml: SIGTERM: recording the run as KILLED")
-            t.stop("KILLED")  # restores the handler
-        self._forward(signum, frame)
-
-    def _forward(self, signum: int, frame: Any) -> None:
-        previous = self._previous
-        if callable(previous) and previous is not self._handle:
-            previous(signum, frame)
-        elif previous in (signal.SIG_DFL, None):
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-
 def _measurement(devices: list[DeviceEnergy]) -> str:
     """The run's ``greenml.measurement`` tag: ``simulated`` if any device was simulated;
     else the weakest method among the GPUs, or among all devices when there is no GPU."""
@@ -862,21 +781,3 @@ def track(func: F | None = None, /, **kwargs: Any) -> Tracker | F:
             f"positional argument {func!r}"
         )
     return Tracker(**kwargs)(func)
-
-
-#: Trackers running in this process; a forked child makes each of them stand aside.
-_RUNNING: weakref.WeakSet[Tracker] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    running = list(_RUNNING)
-    _RUNNING.clear()
-    for _ in running:  # nested runs chain their handlers: unwind them innermost first
-        for t in running:
-            t._signals.forget()
-    for t in running:
-        t._leave_forked_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
