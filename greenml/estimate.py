@@ -41,7 +41,7 @@ from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors, resolve_run_factors
-from greenml.footprint import Factors, Footprint, compute
+from greenml.footprint import Footprint
 
 if TYPE_CHECKING:
     from greenml.factors.hardware import GpuSpec
@@ -370,8 +370,7 @@ def estimate(
     else 1. ``voice`` names the inputs in errors the way the user gave them (keywords, or
     the flags of ``greenml estimate``). ``unpriced="reason"`` turns an instance with no
     price at the location into a missing cost with its reason, rather than an error."""
-    from greenml.factors.hardware import embodied_kg
-    from greenml.factors.hourly import market_intensity
+    from greenml.assemble import Allocation, Usage, assemble
     from greenml.factors.tables import tables
 
     if unpriced not in ("error", "reason"):
@@ -439,46 +438,27 @@ def estimate(
             f"cost: no {voice.option('instance_type').rstrip('=')} or "
             f"{voice.option('price_usd_per_hour').rstrip('=')} given"
         )
-    factors = Factors(
-        pue=rf.pue,
-        grid_intensity=rf.grid,
-        market_intensity=market_intensity(rf.grid) if rf.grid is not None else None,
-        price_per_hour=rf.price_per_hour,
-        price_share=hw.instances_charged,
-    )
-    fp = compute(
-        duration_s=hours * 3600.0,
-        gpu_j=kwh * 3.6e6,
-        cpu_j=0.0,
-        ram_j=0.0,
-        factors=factors,
-        flags=rf.flags,
-        location=(rf.location.text or rf.location.zone) if rf.location else None,
-        instance_type=instance_type,
-        scope=rf.scope,
-    )
-    embodied: float | None = None
-    embodied_factors: list[Factor] = []
     if hw.gpus_per_instance is not None:
-        embodied, embodied_factors = embodied_kg(
-            hw.gpus_per_instance,
-            hours,
-            share=hw.instance_share,
-            servers=hw.instances,
-            table=t.embodied(),
+        allocation = Allocation(
+            hw.instances_charged, hw.gpus_per_instance, hw.instances, hw.instance_share
         )
     elif energy_kwh is None:
-        embodied, embodied_factors = embodied_kg(hw.gpu_count, hours, table=t.embodied())
+        allocation = Allocation(hw.instances_charged, hw.gpu_count)
     else:
+        allocation = Allocation(hw.instances_charged)  # the hardware, so embodied, unknown
         reasons.append(
             f"embodied: the hardware is unknown when {voice.option('energy_kwh').rstrip('=')} "
             f"replaces the power model (give {voice.option('instance_type').rstrip('=')} "
             "for it)"
         )
-    fp = dataclasses.replace(
-        fp,
-        factors=tuple(energy_factors) + fp.factors + tuple(embodied_factors),
-        embodied_co2e_kg=embodied,
+    fp = assemble(
+        Usage(duration_s=hours * 3600.0, gpu_j=kwh * 3.6e6, flags=rf.flags),
+        rf,
+        allocation,
+        grid=rf.grid,
+        location=(rf.location.text or rf.location.zone) if rf.location else None,
+        instance_type=instance_type,
+        extra_factors=tuple(energy_factors),
     )
     return Estimate(fp.location, fp, kwh, tuple(reasons), hw, tuple(notes))
 

@@ -23,7 +23,6 @@ footprint's ``flags`` and never raised into the training code.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
@@ -35,10 +34,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenml import config
 from greenml._version import __version__
+from greenml.assemble import Allocation, Usage, assemble
 from greenml.errors import ConfigError, GreenMLError, MeasurementError, note_run_site, warn
 from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
-from greenml.footprint import DeviceEnergy, Factor, Factors, Footprint, compute
+from greenml.footprint import DeviceEnergy, Factor, Footprint
 from greenml.meters.base import Clock, Meter
 from greenml.sampler import ChannelState, Ledger, Sampler
 from greenml.signals import SigtermGuard, unwatch_forks, watch_forks
@@ -599,29 +599,12 @@ class Tracker:
             )
         self._sampler.sample()
 
-    def _factors(self, states: Mapping[str, ChannelState], end_s: float) -> Factors:
-        from greenml.factors.hourly import market_intensity
-
+    def _grid(self, states: Mapping[str, ChannelState], end_s: float) -> Factor | None:
+        """The location-based intensity: the resolved one, else the hourly-weighted one."""
         rf = self.run_factors
-        grid = rf.grid
-        if grid is None and rf.hourly is not None:
-            grid = self._hourly_factor(rf.hourly, states, end_s)
-        market = None
-        if grid is not None:
-            market = market_intensity(grid, **rf.market)  # type: ignore[arg-type]
-        share = 1.0
-        if rf.price_per_hour is not None and rf.gpu_count_on_instance is not None:
-            share = self._instance_share(states)
-        elif rf.share_override is not None:
-            share = rf.share_override
-        return Factors(
-            pue=rf.pue,
-            grid_intensity=grid,
-            market_intensity=market,
-            price_per_hour=rf.price_per_hour,
-            price_per_kwh=rf.price_per_kwh,
-            price_share=share,
-        )
+        if rf.grid is None and rf.hourly is not None:
+            return self._hourly_factor(rf.hourly, states, end_s)
+        return rf.grid
 
     def _hourly_factor(
         self, table: HourlyIntensity, states: Mapping[str, ChannelState], end_s: float
@@ -644,7 +627,7 @@ class Tracker:
     def _build(self, now_s: float, *, final: bool) -> Footprint:
         assert self._ledger is not None and self._start_s is not None
         states = self._ledger.totals()
-        factors = self._factors(states, now_s if self._stop_s is None else self._stop_s)
+        end = now_s if self._stop_s is None else self._stop_s
         loc = self.run_factors.location
         location = (loc.text or loc.zone) if loc is not None else self.settings.location
         flags = list(self._flags) + list(self.run_factors.flags)
@@ -681,43 +664,41 @@ class Tracker:
             if ch.method == "estimated":
                 flags.append(f"estimated:{ch.kind}")
         flags.extend(self._ledger.warnings)
-        measurement = _measurement([d for d in devices])
         durations = self._ledger.phase_durations(now_s)
         phases = {}
         for name in self._ledger.phase_names():
             j = phase_kind.get(name, {"gpu": 0.0, "cpu": 0.0, "ram": 0.0})
-            phases[name] = compute(
-                duration_s=durations.get(name, 0.0),
-                gpu_j=j["gpu"],
-                cpu_j=j["cpu"],
-                ram_j=j["ram"],
-                factors=factors,
-                measurement=measurement,
-                location=location,
-                instance_type=self.settings.instance_type,
-                scope=self.run_factors.scope,
-                final=final,
-            )
-        end = now_s if self._stop_s is None else self._stop_s
-        embodied, embodied_factors = self._embodied(states, end - self._start_s)
-        fp = compute(
+            phases[name] = Usage(durations.get(name, 0.0), j["gpu"], j["cpu"], j["ram"])
+        usage = Usage(
             duration_s=end - self._start_s,
             gpu_j=per_kind["gpu"],
             cpu_j=per_kind["cpu"],
             ram_j=per_kind["ram"],
-            factors=factors,
             phases=phases,
             devices=tuple(devices),
-            measurement=measurement,
+            measurement=_measurement(devices),
             flags=tuple(flags),
+        )
+        return assemble(
+            usage,
+            self.run_factors,
+            self._allocation(states),
+            grid=self._grid(states, end),
             location=location,
             instance_type=self.settings.instance_type,
-            scope=self.run_factors.scope,
             final=final,
         )
-        return dataclasses.replace(
-            fp, embodied_co2e_kg=embodied, factors=fp.factors + tuple(embodied_factors)
-        )
+
+    def _allocation(self, states: Mapping[str, ChannelState]) -> Allocation:
+        """The hardware charged. On a cloud instance: the share of it the job used
+        (:meth:`_instance_share`), for the cost and the server's embodied carbon alike;
+        else the GPUs measured, whole."""
+        rf = self.run_factors
+        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
+        if rf.gpu_count_on_instance is not None:
+            share = self._instance_share(states)
+            return Allocation(share, rf.gpu_count_on_instance, server_share=share)
+        return Allocation(rf.share_override or 1.0, gpus)
 
     def _instance_share(self, states: Mapping[str, ChannelState]) -> float:
         """The share of the instance the job is charged for (cost and embodied carbon
@@ -730,25 +711,6 @@ class Tracker:
         assert rf.gpu_count_on_instance is not None
         gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
         return job_share(gpus or None, rf.gpu_count_on_instance, rf.share_override)
-
-    def _embodied(
-        self, states: Mapping[str, ChannelState], duration_s: float
-    ) -> tuple[float | None, list[Factor]]:
-        """Embodied CO2e of the server for the run's time (SCI). On a cloud instance: the
-        instance's GPUs, allocated by the share the job used; else the GPUs measured."""
-        from greenml.factors.hardware import embodied_kg
-
-        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
-        rf = self.run_factors
-        count, share = gpus, 1.0
-        if rf.gpu_count_on_instance is not None:
-            count, share = rf.gpu_count_on_instance, self._instance_share(states)
-        try:
-            table = rf.tables.embodied()
-            return embodied_kg(count, duration_s / 3600.0, share=share, table=table)
-        except Exception as e:  # pragma: no cover - a broken user table must not fail a run
-            logger.warning("greenml: embodied carbon not computed: %s", e)
-            return None, []
 
 
 def _measurement(devices: list[DeviceEnergy]) -> str:
