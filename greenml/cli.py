@@ -206,7 +206,7 @@ def demo(
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     fp = run.footprint
-    from greenml.sinks.mlflow import footprint_document
+    from greenml.schema import footprint_document
 
     data = footprint_document(fp, run.greenml_run_id)
     with open(out, "w", encoding="utf-8") as f:

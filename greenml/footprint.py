@@ -125,6 +125,37 @@ class Footprint:
             out[f.name] = value
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Footprint:
+        """The footprint that :meth:`to_dict` gave ``data``, read back from JSON or not
+        (phases as Footprints, devices as :class:`DeviceEnergy`, factors as
+        :class:`Factor`). ``data`` may also be a whole ``greenml/footprint.json``
+        (:func:`greenml.schema.footprint_document`): its greenml version and run id are
+        not part of the footprint and are left out, as is any key that is no field here
+        (a document from a later greenml still reads). A field a document from an earlier
+        greenml lacks takes its default; a missing figure is a ``ValueError``."""
+
+        def known(kind: type, d: Mapping[str, Any]) -> dict[str, Any]:
+            names = {f.name for f in fields(kind)}
+            return {k: v for k, v in d.items() if k in names}
+
+        try:
+            kw = known(cls, data)
+            kw["phases"] = MappingProxyType(
+                {str(n): cls.from_dict(p) for n, p in dict(kw.get("phases") or {}).items()}
+            )
+            devices = []
+            for d in kw.get("devices") or ():
+                dev = known(DeviceEnergy, d)
+                dev["details"] = tuple(tuple(pair) for pair in dev.get("details") or ())
+                devices.append(DeviceEnergy(**dev))
+            kw["devices"] = tuple(devices)
+            kw["factors"] = tuple(Factor(**known(Factor, f)) for f in kw.get("factors") or ())
+            kw["flags"] = tuple(kw.get("flags") or ())
+            return cls(**kw)
+        except (TypeError, AttributeError) as e:
+            raise ValueError(f"not a greenml footprint ({e})") from e
+
 
 @dataclass(frozen=True)
 class Factors:

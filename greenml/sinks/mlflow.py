@@ -1,15 +1,10 @@
-"""MLflow: greenml's metric, param, tag and artifact names (docs/mlflow.md lists them),
-and the one place that talks to a tracking store.
+"""MLflow: the one place that talks to a tracking store.
 
-The mapping functions (``timeseries_values``, ``summary_metrics``, ``run_params``,
-``run_tags``) are plain functions of a :class:`~greenml.footprint.Footprint`; the
 :class:`MlflowTarget` sends journal records with ``MlflowClient`` (never the fluent API,
-whose state belongs to the user). ``mlflow`` is imported only here, and only when used.
-
-A journal holds one tracked block's own figures. Where the block sits in its MLflow run
-(the run's totals before it, the step its points continue from, its artifacts' names) is a
-:class:`Block`, found when the block first reaches the run and written in the journal, so
-that a replay by ``greenml sync`` sends exactly what the live run sent.
+whose state belongs to the user); the records' metric, param, tag and artifact names and
+their payloads come from :mod:`greenml.schema`. Here: tracking URIs (redaction,
+reachability, MLflow's default), the client, and delivery. ``mlflow`` is imported only
+here, and only when used.
 """
 
 from __future__ import annotations
@@ -21,28 +16,25 @@ import re
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from greenml._version import __version__
 from greenml.errors import ConfigError, GreenMLError
-
-if TYPE_CHECKING:
-    from greenml.footprint import Footprint
+from greenml.schema import (
+    METRIC_DURATION_S,
+    TAG_BLOCKS,
+    TAG_NODE,
+    TAG_RUN_ID,
+    TAG_STATUS,
+    Block,
+    is_cumulative,
+    run_values,
+    status_tag,
+)
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "greenml/"
-TAG_RUN_ID = "greenml.run_id"  # matches a journal to its MLflow run (sync)
-TAG_STATUS = "greenml.status"  # finished | failed | killed, also on runs greenml attached to
-TAG_BLOCKS = "greenml.blocks"  # how many tracked blocks have logged into the run
-FOOTPRINT_ARTIFACT = "greenml/footprint.json"  # the first block's; later ones are numbered
-TIMESERIES_ARTIFACT = "greenml/timeseries.csv"
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
-_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
-
 
 _NO_SUCH_RUN = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
@@ -66,200 +58,6 @@ def is_rejection(e: BaseException) -> bool:
 
 class SinkError(GreenMLError):
     """The tracking store could not be reached or refused a record."""
-
-
-# -- names ------------------------------------------------------------------------------
-
-
-def timeseries_values(fp: Footprint, gpu_power_w: Mapping[int, float]) -> dict[str, float]:
-    """The metrics of one time-series point: cumulative figures so far and the GPUs'
-    mean power since the previous point (``gpu_power_w``: index -> watts)."""
-    out = _energy_values(fp)
-    if gpu_power_w:
-        if set(gpu_power_w) == set(gpu_energy_by_index(fp)):  # a total of every GPU, or none
-            out[f"{PREFIX}gpu_power_w"] = sum(gpu_power_w.values())
-        for i, w in sorted(gpu_power_w.items()):
-            out[f"{PREFIX}gpu_{i}/power_w"] = w
-    return out
-
-
-def summary_metrics(fp: Footprint) -> dict[str, float]:
-    """The run's summary metrics. Power figures are the means over the whole run."""
-    out = _energy_values(fp)
-    gpus = gpu_energy_by_index(fp)
-    if gpus and fp.duration_s > 0:
-        out[f"{PREFIX}gpu_power_w"] = fp.gpu_energy_kwh * 3.6e6 / fp.duration_s
-        for i, kwh in sorted(gpus.items()):
-            out[f"{PREFIX}gpu_{i}/power_w"] = kwh * 3.6e6 / fp.duration_s
-    return out
-
-
-def _energy_values(fp: Footprint) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name in (
-        "energy_kwh",
-        "co2e_kg",
-        "co2e_market_kg",
-        "cost_usd",
-        "duration_s",
-        "gpu_energy_kwh",
-        "cpu_energy_kwh",
-        "ram_energy_kwh",
-    ):
-        value = getattr(fp, name)
-        if value is not None:  # an unknown figure is left out, never logged as 0
-            out[PREFIX + name] = float(value)
-    for i, kwh in sorted(gpu_energy_by_index(fp).items()):
-        out[f"{PREFIX}gpu_{i}/energy_kwh"] = kwh
-    for phase, pfp in fp.phases.items():
-        out[f"{PREFIX}phase/{phase}/energy_kwh"] = pfp.energy_kwh
-    return out
-
-
-def gpu_energy_by_index(fp: Footprint) -> dict[int, float]:
-    """IT energy per GPU index (kWh)."""
-    out: dict[int, float] = {}
-    for d in fp.devices:
-        if d.kind == "gpu" and d.index is not None:
-            out[d.index] = out.get(d.index, 0.0) + d.energy_kwh
-    return out
-
-
-def is_cumulative(key: str) -> bool:
-    """Whether a greenml metric adds up over a run's blocks (energy, CO2e, cost,
-    duration); the power metrics are rates and do not."""
-    return key.startswith(PREFIX) and not key.endswith("power_w")
-
-
-def footprint_artifact(block: int) -> str:
-    """``greenml/footprint.json`` for a run's first block, ``greenml/footprint-<n>.json``
-    for its n-th."""
-    return FOOTPRINT_ARTIFACT if block <= 1 else f"{PREFIX}footprint-{block}.json"
-
-
-def timeseries_artifact(block: int) -> str:
-    """``greenml/timeseries.csv`` for a run's first block, ``greenml/timeseries-<n>.csv``
-    for its n-th."""
-    return TIMESERIES_ARTIFACT if block <= 1 else f"{PREFIX}timeseries-{block}.csv"
-
-
-@dataclass(frozen=True)
-class Block:
-    """Where one tracked block sits in its MLflow run.
-
-    ``number`` is 1 for the run's first greenml block; ``step0`` is added to the block's
-    own steps so that they continue after the run's earlier greenml points; ``base`` holds
-    the run's cumulative greenml figures before the block, added to the block's own so
-    that the run's series stay cumulative and its latest values are the run's totals."""
-
-    number: int = 1
-    step0: int = 0
-    base: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "base", MappingProxyType(dict(self.base)))  # a copy, read-only
-
-    @property
-    def footprint_artifact(self) -> str:
-        return footprint_artifact(self.number)
-
-    @property
-    def timeseries_artifact(self) -> str:
-        return timeseries_artifact(self.number)
-
-    def to_record(self) -> dict[str, Any]:
-        """The block as the journal keeps it."""
-        return {"number": self.number, "step0": self.step0, "base": dict(self.base)}
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Block:
-        base = {str(k): float(v) for k, v in dict(record.get("base") or {}).items()}
-        return cls(int(record["number"]), int(record["step0"]), base)
-
-
-def run_values(metrics: Mapping[str, float], block: Block, *, summary: bool) -> dict[str, float]:
-    """A block's metrics as its run gets them: cumulative figures plus the run's totals
-    before the block. In the summary, the power metrics become the means over all the
-    run's blocks (GPU energy / duration, both totals); a time-series point's power is
-    the power of its own interval and is left as it is."""
-    out = {k: v + block.base.get(k, 0.0) if is_cumulative(k) else v for k, v in metrics.items()}
-    duration = out.get(PREFIX + "duration_s")
-    if summary and block.base and duration:
-        for key in metrics:
-            if key.endswith("power_w"):
-                energy = out.get(key[: -len("power_w")] + "energy_kwh")
-                if energy is not None:
-                    out[key] = energy * 3.6e6 / duration
-    return out
-
-
-NA = "n/a"  # an MLflow param for a factor that is not known (flags say why)
-
-
-def run_params(fp: Footprint, *, with_intensity: bool = True) -> dict[str, str]:
-    """The factors used, as MLflow params (strings). ``with_intensity=False`` leaves
-    out the grid intensity (an hourly-weighted one is only final at the end)."""
-    grid = _factor(fp, "grid_intensity")
-    hourly = _factor(fp, "price")
-    price = hourly or _factor(fp, "electricity_price")
-    gpus = [d for d in fp.devices if d.kind == "gpu"]
-    models = sorted({d.name for d in gpus})
-    params = {
-        "greenml.location": fp.location or NA,
-        "greenml.grid_intensity_g_per_kwh": _num(fp.grid_intensity_g_per_kwh),
-        "greenml.grid_source": _source(grid),
-        "greenml.pue": _num(fp.pue),
-        "greenml.price_usd_per_hour": _num(hourly.value if hourly is not None else None),
-        "greenml.price_source": _source(price),
-        "greenml.instance_type": fp.instance_type or NA,
-        "greenml.gpu_model": ", ".join(models) if models else "none",
-        "greenml.gpu_count": str(len({d.index for d in gpus})),
-    }
-    if not with_intensity:
-        del params["greenml.grid_intensity_g_per_kwh"]
-    return params
-
-
-def run_tags(
-    fp: Footprint, *, node: str, greenml_run_id: str, status: str | None = None
-) -> dict[str, str]:
-    """The run's tags; ``status`` (``running`` or an MLflow end status) adds
-    ``greenml.status``."""
-    tags = {
-        "greenml.version": __version__,
-        "greenml.scope": fp.scope or NA,
-        "greenml.measurement": fp.measurement,
-        "greenml.node": node,
-        TAG_RUN_ID: greenml_run_id,
-    }
-    if status is not None:
-        tags[TAG_STATUS] = status_tag(status)
-    return tags
-
-
-def footprint_document(fp: Footprint, greenml_run_id: str | None) -> dict[str, Any]:
-    """The content of ``greenml/footprint.json``: the whole footprint, with the greenml
-    version and run id it came from."""
-    return {"greenml_version": __version__, "greenml_run_id": greenml_run_id, **fp.to_dict()}
-
-
-def _factor(fp: Footprint, name: str) -> Any:
-    return next((f for f in fp.factors if f.name == name), None)
-
-
-def _num(x: float | None) -> str:
-    return NA if x is None else repr(float(x))
-
-
-def _source(f: Any) -> str:
-    if f is None:
-        return NA
-    year = f", {f.year}" if getattr(f, "year", None) else ""
-    return f"{f.source}{year}"[:500]  # MLflow params hold up to 6000 characters
-
-
-def status_tag(status: str) -> str:
-    return _STATUS.get(status, status.lower())
 
 
 # -- tracking URIs ----------------------------------------------------------------------
@@ -451,7 +249,7 @@ class MlflowTarget:
         if name:
             exp = client.get_experiment_by_name(name)
             exp_id = exp.experiment_id if exp is not None else client.create_experiment(name)
-        tags = {TAG_RUN_ID: gid, "greenml.node": str(start.get("node", "")), TAG_BLOCKS: "1"}
+        tags = {TAG_RUN_ID: gid, TAG_NODE: str(start.get("node", "")), TAG_BLOCKS: "1"}
         if self.run_name:
             tags["mlflow.runName"] = self.run_name
         run = client.create_run(
@@ -477,7 +275,7 @@ class MlflowTarget:
             before = 1 if base else 0
         step0 = 0
         if base:
-            key = PREFIX + "duration_s" if PREFIX + "duration_s" in base else min(base)
+            key = METRIC_DURATION_S if METRIC_DURATION_S in base else min(base)
             steps = [m.step for m in client.get_metric_history(self.run_id, key)]
             step0 = max(steps, default=-1) + 1
         block = Block(max(before, 0) + 1, step0, base)

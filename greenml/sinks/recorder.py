@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from greenml import schema
 from greenml.errors import warn
 from greenml.footprint import Footprint
-from greenml.sinks import mlflow as names
-from greenml.sinks.mlflow import MlflowTarget, redact_uri
+from greenml.sinks.mlflow import MlflowTarget, is_rejection, redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class Recorder:
         if self._ticks == 0:
             # energy at the start is zero by definition: the exact base for each GPU's first
             # interval (the first point comes a few ms in, before any counter refresh)
-            self._last = {i: (0.0, 0.0) for i in names.gpu_energy_by_index(fp)}
+            self._last = {i: (0.0, 0.0) for i in schema.gpu_energy_by_index(fp)}
             now_s, joules = 0.0, dict.fromkeys(self._last, 0.0)
         elif self._gpu_joules is not None:
             now_s, joules = self._gpu_joules()
@@ -175,14 +175,14 @@ class Recorder:
             if now_s > t0:
                 power[i] = (j - j0) / (now_s - t0)
             self._last[i] = (now_s, j)
-        values = names.timeseries_values(fp, power)
+        values = schema.timeseries_values(fp, power)
         record = self.journal.append(
             {"t": "metrics", "ts": self._ts(elapsed), "step": int(elapsed), "metrics": values}
         )
         self._last_ts = record["ts"]
         if self._ticks == 0:
-            params = names.run_params(fp, with_intensity=self._intensity_is_final)
-            tags = names.run_tags(
+            params = schema.run_params(fp, with_intensity=self._intensity_is_final)
+            tags = schema.run_tags(
                 fp,
                 node=self._start["node"],
                 greenml_run_id=self._start["greenml_run_id"],
@@ -206,7 +206,7 @@ class Recorder:
             self._keep_row(fp, fp.duration_s, _gpu_joules_of(fp), final=True)
             csv_text = self.timeseries_csv()
         gid = self._start["greenml_run_id"]
-        tags = names.run_tags(fp, node=self._start["node"], greenml_run_id=gid, status=status)
+        tags = schema.run_tags(fp, node=self._start["node"], greenml_run_id=gid, status=status)
         ts = self._ts(fp.duration_s)
         if self._last_ts is not None and ts <= self._last_ts:
             # a point taken as the run stopped, or within the end's millisecond: the summary
@@ -219,10 +219,10 @@ class Recorder:
                 "ts": ts,
                 "step": int(fp.duration_s),
                 "status": status,
-                "metrics": names.summary_metrics(fp),
-                "params": names.run_params(fp),
+                "metrics": schema.summary_metrics(fp),
+                "params": schema.run_params(fp),
                 "tags": tags,
-                "footprint": names.footprint_document(fp, gid),
+                "footprint": schema.footprint_document(fp, gid),
                 "csv": csv_text,
             }
         )
@@ -308,7 +308,7 @@ class Recorder:
                     try:
                         notes = target.send(rec, dedupe=rec["seq"] in self._retry)
                     except Exception as e:
-                        if not names.is_rejection(e):
+                        if not is_rejection(e):
                             self._retry.add(rec["seq"])  # it may have partly arrived
                             raise
                         # refused, not unanswered: retrying cannot help, and it must not
@@ -368,7 +368,7 @@ class Recorder:
             value = getattr(fp, name)
             if value is not None:
                 row[name] = value
-        for i, kwh in sorted(names.gpu_energy_by_index(fp).items()):
+        for i, kwh in sorted(schema.gpu_energy_by_index(fp).items()):
             row[f"gpu_{i}_energy_kwh"] = kwh
         for i, j in gpu_j.items():
             row[f"_j{i}"] = j
@@ -426,7 +426,7 @@ class Recorder:
 
 
 def _gpu_joules_of(fp: Footprint) -> dict[int, float]:
-    return {i: kwh * 3.6e6 for i, kwh in names.gpu_energy_by_index(fp).items()}
+    return {i: kwh * 3.6e6 for i, kwh in schema.gpu_energy_by_index(fp).items()}
 
 
 def _fmt(x: float | None) -> str:

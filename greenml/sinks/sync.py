@@ -18,9 +18,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from greenml.schema import Block
 from greenml.sinks import journal as jr
 from greenml.sinks.mlflow import (
-    Block,
     MlflowTarget,
     absolute_uri,
     default_tracking_uri,

@@ -27,6 +27,7 @@ import greenml
 from greenml._version import __version__
 from greenml.cli import main
 from greenml.errors import ConfigError, GreenMLWarning
+from greenml.footprint import Footprint
 from greenml.sinks import journal as jr
 from greenml.testing import SimGPU, SimulatedNVML, traces
 
@@ -160,6 +161,7 @@ def test_every_design_name_lands_with_the_footprint_values(mlflow_server, tmp_pa
     assert doc["energy_kwh"] == pytest.approx(fp.energy_kwh)
     assert {f["name"] for f in doc["factors"]} >= {"pue", "grid_intensity", "price"}
     assert all(f["source"] and "year" in f and "licence" in f for f in doc["factors"])
+    assert Footprint.from_dict(doc) == fp  # footprint.json reads back as the run's footprint
 
     rows = list(
         csv.DictReader(

@@ -6,9 +6,10 @@ from types import MappingProxyType
 
 import pytest
 
+from greenml import schema as names
 from greenml._version import __version__
 from greenml.footprint import DeviceEnergy, Factor, Footprint
-from greenml.sinks import mlflow as names
+from greenml.sinks import mlflow as sink
 
 
 def _footprint() -> Footprint:
@@ -142,16 +143,16 @@ def test_tags() -> None:
     ],
 )
 def test_redact_uri(uri: str, shown: str) -> None:
-    assert names.redact_uri(uri) == shown
-    assert "s3cret" not in names.redact_uri(uri)
+    assert sink.redact_uri(uri) == shown
+    assert "s3cret" not in sink.redact_uri(uri)
 
 
 def test_local_store_uris_are_made_absolute(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert names.absolute_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path}/mlflow.db"
-    assert names.absolute_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
-    assert names.absolute_uri("mlruns") == f"file://{tmp_path}/mlruns"
-    assert names.absolute_uri("http://h:5000") == "http://h:5000"
+    assert sink.absolute_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path}/mlflow.db"
+    assert sink.absolute_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert sink.absolute_uri("mlruns") == f"file://{tmp_path}/mlruns"
+    assert sink.absolute_uri("http://h:5000") == "http://h:5000"
 
 
 def test_reachable_tells_a_closed_port_at_once() -> None:
@@ -162,9 +163,9 @@ def test_reachable_tells_a_closed_port_at_once() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.monotonic()
-    assert not names.reachable(f"http://127.0.0.1:{port}")
+    assert not sink.reachable(f"http://127.0.0.1:{port}")
     assert time.monotonic() - t0 < 1.0
-    assert names.reachable("sqlite:///whatever.db")  # local stores need no connection
+    assert sink.reachable("sqlite:///whatever.db")  # local stores need no connection
 
 
 # -- a later block in a run that has greenml figures already ------------------------------
