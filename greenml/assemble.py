@@ -37,6 +37,38 @@ class Usage:
     flags: tuple[str, ...] = ()
 
 
+def usage_of(fp: Footprint) -> Usage:
+    """The IT energy and time behind a footprint (PUE and factors taken off again)."""
+    j = 3.6e6
+    return Usage(
+        duration_s=fp.duration_s,
+        gpu_j=fp.gpu_energy_kwh * j,
+        cpu_j=fp.cpu_energy_kwh * j,
+        ram_j=fp.ram_energy_kwh * j,
+        phases=MappingProxyType({name: usage_of(p) for name, p in fp.phases.items()}),
+        measurement=fp.measurement,
+    )
+
+
+def combined(now: Usage, before: Usage) -> Usage:
+    """A resumed job: what it uses now plus what it used ``before`` (a checkpoint's
+    footprint), phase by phase; the devices and measurement are today's, flagged
+    ``resumed``."""
+    phases = dict(now.phases)
+    for name, u in before.phases.items():
+        mine = phases.get(name)
+        phases[name] = u if mine is None else combined(mine, u)
+    return dataclasses.replace(
+        now,
+        duration_s=now.duration_s + before.duration_s,
+        gpu_j=now.gpu_j + before.gpu_j,
+        cpu_j=now.cpu_j + before.cpu_j,
+        ram_j=now.ram_j + before.ram_j,
+        phases=MappingProxyType(phases),
+        flags=tuple(dict.fromkeys((*now.flags, "resumed"))),
+    )
+
+
 @dataclass(frozen=True)
 class Allocation:
     """The hardware the job is charged for.

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,50 +23,54 @@ PHASE_NAME = re.compile(r"^[A-Za-z0-9_.\- ]{1,64}$")
 PHASE_RULE = "1-64 characters from letters, digits, '_', '-', '.', and space"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The resolved settings of one tracked run."""
-
-    gpu_ids: tuple[int | str, ...] | None = None
-    interval_s: float = 0.1
-    pue: float | None = None
-    grid_intensity_g_per_kwh: float | None = None
-    price_usd_per_hour: float | None = None
-    usd_per_kwh: float | None = None
-    location: str | None = None
-    allow_assumed_location: bool = False
-    instance_type: str | None = None
-    instance_share: float | None = None
-    hourly_intensity_csv: str | None = None
-    supplier_g_per_kwh: float | None = None
-    renewable_share: float | None = None
-    residual_mix_g_per_kwh: float | None = None
-    scope: str | None = None
-    tables_dir: str | None = None
-    location_from_metadata: bool = False
-    metadata_endpoint: str | None = None
-    default_phase: str = "train"
-    powercap_root: str = "/sys/class/powercap"
-    cpu_tdp_w: float | None = None  # one CPU package's TDP, for the estimate without RAPL
-    # where the run is recorded (MLflow and the local journal)
-    experiment: str | None = None
-    run_name: str | None = None
-    run_id: str | None = None
-    tracking_uri: str | None = None
-    log_to_mlflow: bool = True
-    journal: bool = True
-    journal_dir: str = ".greenml/journal"
-    log_interval_s: float = 30.0
-    # where each value set came from: "argument", "env" or a settings file's path
-    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-    def voice(self, flags: Mapping[str, str] | None = None) -> Voice:
-        """How to name these settings to the user in a message (``flags``: the command
-        line's, when the arguments came from CLI flags)."""
-        return Voice(origins=self.origins, flags=flags)
+Parse = Callable[[str, Any, str], Any]  # (setting, raw value, origin) -> the valid value
 
 
-_FIELDS = {f.name for f in fields(Settings)} - {"origins"}
+def _setting(default: Any, parse: Parse) -> Any:
+    """A setting: its default and its parser, declared once on the :class:`Settings` field
+    (the field's name is the keyword, ``GREENML_<NAME>`` its variable)."""
+    return field(default=default, metadata={"parse": parse})
+
+
+def _positive(key: str, value: Any, origin: str) -> float:
+    return _number(key, value, origin, positive=True, allow_zero=False)
+
+
+def _non_negative(key: str, value: Any, origin: str) -> float:
+    return _number(key, value, origin, positive=True, allow_zero=True)
+
+
+def _pue(key: str, value: Any, origin: str) -> float:
+    x = _number(key, value, origin, positive=True, allow_zero=False)
+    if x < 1.0:
+        raise ConfigError(
+            f"{_source(key, origin)}{value!r} is invalid: PUE is facility energy / IT "
+            "energy, so it is >= 1.0 (1.0 when the facility's energy is already metered)"
+        )
+    return x
+
+
+def _share(allow_zero: bool) -> Parse:
+    def parse(key: str, value: Any, origin: str) -> float:
+        x = _number(key, value, origin, positive=True, allow_zero=allow_zero)
+        if x > 1:
+            raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: a share is <= 1")
+        return x
+
+    return parse
+
+
+def _phase(key: str, value: Any, origin: str) -> str:
+    try:
+        return validate_phase_name(value)
+    except ConfigError as e:
+        raise ConfigError(f"{_source(key, origin)}: {e}") from None
+
+
+def _text(key: str, value: Any, origin: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: give a non-empty string")
+    return value.strip()
 
 
 def _source(key: str, origin: str) -> str:
@@ -206,44 +210,60 @@ def validate_phase_name(name: Any) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one tracked run: each declared once, here, with its
+    default and parser. The field name is the ``track()`` keyword, ``GREENML_<NAME>`` the
+    environment variable and the key in ``[tool.greenml]``; docs/configuration.md lists
+    them all (a test checks)."""
+
+    gpu_ids: tuple[int | str, ...] | None = _setting(None, lambda _key, v, o: _gpu_ids(v, o))
+    interval_s: float = _setting(0.1, _positive)
+    pue: float | None = _setting(None, _pue)
+    grid_intensity_g_per_kwh: float | None = _setting(None, _non_negative)
+    price_usd_per_hour: float | None = _setting(None, _non_negative)
+    usd_per_kwh: float | None = _setting(None, _non_negative)
+    location: str | None = _setting(None, _text)
+    allow_assumed_location: bool = _setting(False, _boolean)
+    instance_type: str | None = _setting(None, _text)
+    instance_share: float | None = _setting(None, _share(allow_zero=False))
+    hourly_intensity_csv: str | None = _setting(None, _text)
+    supplier_g_per_kwh: float | None = _setting(None, _non_negative)
+    renewable_share: float | None = _setting(None, _share(allow_zero=True))
+    residual_mix_g_per_kwh: float | None = _setting(None, _non_negative)
+    scope: str | None = _setting(None, _text)
+    tables_dir: str | None = _setting(None, _text)
+    location_from_metadata: bool = _setting(False, _boolean)
+    metadata_endpoint: str | None = _setting(None, _text)
+    default_phase: str = _setting("train", _phase)
+    powercap_root: str = _setting("/sys/class/powercap", _text)
+    cpu_tdp_w: float | None = _setting(None, _positive)  # one CPU package, without RAPL
+    # where the run is recorded (MLflow and the local journal)
+    experiment: str | None = _setting(None, _text)
+    run_name: str | None = _setting(None, _text)
+    run_id: str | None = _setting(None, _text)
+    tracking_uri: str | None = _setting(None, _text)
+    log_to_mlflow: bool = _setting(True, _boolean)
+    journal: bool = _setting(True, _boolean)
+    journal_dir: str = _setting(".greenml/journal", _text)
+    log_interval_s: float = _setting(30.0, _positive)
+    # where each value set came from: "argument", "env" or a settings file's path
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def voice(self, flags: Mapping[str, str] | None = None) -> Voice:
+        """How to name these settings to the user in a message (``flags``: the command
+        line's, when the arguments came from CLI flags)."""
+        return Voice(origins=self.origins, flags=flags)
+
+
+_PARSERS: dict[str, Parse] = {f.name: f.metadata["parse"] for f in fields(Settings) if f.metadata}
+_FIELDS = set(_PARSERS)
+#: Every setting's name, in declaration order (the ``track()`` keywords).
+NAMES: tuple[str, ...] = tuple(_PARSERS)
+
+
 def _convert(key: str, value: Any, origin: str) -> Any:
-    if value is None:
-        return None
-    if key == "gpu_ids":
-        return _gpu_ids(value, origin)
-    if key in ("interval_s", "log_interval_s", "cpu_tdp_w"):
-        return _number(key, value, origin, positive=True, allow_zero=False)
-    if key == "pue":
-        x = _number(key, value, origin, positive=True, allow_zero=False)
-        if x < 1.0:
-            raise ConfigError(
-                f"{_source(key, origin)}{value!r} is invalid: PUE is facility energy / IT "
-                "energy, so it is >= 1.0 (1.0 when the facility's energy is already metered)"
-            )
-        return x
-    if key in (
-        "grid_intensity_g_per_kwh",
-        "price_usd_per_hour",
-        "usd_per_kwh",
-        "supplier_g_per_kwh",
-        "residual_mix_g_per_kwh",
-    ):
-        return _number(key, value, origin, positive=True, allow_zero=True)
-    if key in ("renewable_share", "instance_share"):
-        x = _number(key, value, origin, positive=True, allow_zero=key == "renewable_share")
-        if x > 1:
-            raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: a share is <= 1")
-        return x
-    if key in ("allow_assumed_location", "location_from_metadata", "log_to_mlflow", "journal"):
-        return _boolean(key, value, origin)
-    if key == "default_phase":
-        try:
-            return validate_phase_name(value)
-        except ConfigError as e:
-            raise ConfigError(f"{_source(key, origin)}: {e}") from None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: give a non-empty string")
-    return value.strip()
+    return None if value is None else _PARSERS[key](key, value, origin)
 
 
 def _toml_settings(folder: Path) -> tuple[dict[str, Any], str]:
@@ -279,10 +299,16 @@ def resolve(
 
     ``voice``: a command line's voice, when the arguments came from its flags, so that a
     bad argument is named by its flag."""
-    unknown = set(arguments) - _FIELDS
+    unknown = sorted(set(arguments) - _FIELDS)
     if unknown:
+        import difflib
+
+        named = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.6)
+            named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
         raise ConfigError(
-            f"unknown setting(s) {sorted(unknown)}; valid settings are {sorted(_FIELDS)}"
+            f"unknown setting {', '.join(named)}; valid settings are {', '.join(NAMES)}"
         )
     env = os.environ if environ is None else environ
     toml, toml_file = _toml_settings(Path(config_dir) if config_dir else Path.cwd())

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from greenml.config import PYTHON, Voice
+from greenml.config import PYTHON, Settings, Voice
 from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors, resolve_run_factors
@@ -392,20 +392,17 @@ def estimate(
         rows = _instance_rows(instance_type, t.prices(), voice, price_usd_per_hour is not None)
 
     def factors_for(instance: str | None) -> RunFactors:
-        return resolve_run_factors(
+        settings = Settings(
             location=location,
             allow_assumed_location=allow_assumed_location,
             grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
-            hourly_intensity_csv=None,
             pue=pue,
             price_usd_per_hour=price_usd_per_hour,
-            usd_per_kwh=None,
             instance_type=instance,
-            instance_share=None,
-            scope=None,
             tables_dir=tables_dir,
-            environ=environ if environ is not None else {},
-            voice=voice,
+        )
+        return resolve_run_factors(
+            settings, environ=environ if environ is not None else {}, voice=voice
         )
 
     reasons: list[str] = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenml import config
 from greenml._version import __version__
-from greenml.assemble import Allocation, Usage, assemble
+from greenml.assemble import Allocation, Usage, assemble, combined, usage_of
 from greenml.errors import ConfigError, GreenMLError, MeasurementError, note_run_site, warn
 from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
@@ -127,72 +128,16 @@ class Tracker:
     def __init__(
         self,
         *,
-        gpu_ids: Sequence[int | str] | int | str | None = None,
-        interval_s: float | None = None,
-        pue: float | None = None,
-        grid_intensity_g_per_kwh: float | None = None,
-        price_usd_per_hour: float | None = None,
-        usd_per_kwh: float | None = None,
-        location: str | None = None,
-        allow_assumed_location: bool | None = None,
-        instance_type: str | None = None,
-        instance_share: float | None = None,
-        hourly_intensity_csv: str | None = None,
-        supplier_g_per_kwh: float | None = None,
-        renewable_share: float | None = None,
-        residual_mix_g_per_kwh: float | None = None,
-        scope: str | None = None,
-        tables_dir: str | None = None,
-        location_from_metadata: bool | None = None,
-        metadata_endpoint: str | None = None,
-        default_phase: str | None = None,
-        powercap_root: str | None = None,
-        cpu_tdp_w: float | None = None,
-        experiment: str | None = None,
-        run_name: str | None = None,
-        run_id: str | None = None,
-        tracking_uri: str | None = None,
-        log_to_mlflow: bool | None = None,
-        journal: bool | None = None,
-        journal_dir: str | None = None,
-        log_interval_s: float | None = None,
         meters: Sequence[Meter] | Callable[[], Sequence[Meter]] | None = None,
         clock: Clock = time.monotonic,
         environ: Mapping[str, str] | None = None,
         config_dir: str | None = None,
         voice: config.Voice | None = None,
+        **settings: Any,
     ) -> None:
-        self._arguments = {
-            "gpu_ids": gpu_ids,
-            "interval_s": interval_s,
-            "pue": pue,
-            "grid_intensity_g_per_kwh": grid_intensity_g_per_kwh,
-            "price_usd_per_hour": price_usd_per_hour,
-            "usd_per_kwh": usd_per_kwh,
-            "location": location,
-            "allow_assumed_location": allow_assumed_location,
-            "instance_type": instance_type,
-            "instance_share": instance_share,
-            "hourly_intensity_csv": hourly_intensity_csv,
-            "supplier_g_per_kwh": supplier_g_per_kwh,
-            "renewable_share": renewable_share,
-            "residual_mix_g_per_kwh": residual_mix_g_per_kwh,
-            "scope": scope,
-            "tables_dir": tables_dir,
-            "location_from_metadata": location_from_metadata,
-            "metadata_endpoint": metadata_endpoint,
-            "default_phase": default_phase,
-            "powercap_root": powercap_root,
-            "cpu_tdp_w": cpu_tdp_w,
-            "experiment": experiment,
-            "run_name": run_name,
-            "run_id": run_id,
-            "tracking_uri": tracking_uri,
-            "log_to_mlflow": log_to_mlflow,
-            "journal": journal,
-            "journal_dir": journal_dir,
-            "log_interval_s": log_interval_s,
-        }
+        # The settings (location=, pue=, ...) are declared once, in config.Settings; an
+        # unknown one is a ConfigError listing the valid names.
+        self._arguments = {k: v for k, v in settings.items() if v is not None}
         self._environ = environ
         self._config_dir = config_dir
         self.settings = config.resolve(
@@ -201,22 +146,7 @@ class Tracker:
         s = self.settings
         self._voice = voice
         self.run_factors = resolve_run_factors(
-            location=s.location,
-            allow_assumed_location=s.allow_assumed_location,
-            grid_intensity_g_per_kwh=s.grid_intensity_g_per_kwh,
-            hourly_intensity_csv=s.hourly_intensity_csv,
-            pue=s.pue,
-            price_usd_per_hour=s.price_usd_per_hour,
-            usd_per_kwh=s.usd_per_kwh,
-            instance_type=s.instance_type,
-            instance_share=s.instance_share,
-            scope=s.scope,
-            supplier_g_per_kwh=s.supplier_g_per_kwh,
-            renewable_share=s.renewable_share,
-            residual_mix_g_per_kwh=s.residual_mix_g_per_kwh,
-            tables_dir=s.tables_dir,
-            location_from_metadata=s.location_from_metadata,
-            metadata_endpoint=s.metadata_endpoint,
+            s,
             environ=environ,
             voice=s.voice(voice.flags if voice is not None else None),
             missing_price="warn",
@@ -237,6 +167,8 @@ class Tracker:
         self._guard = SigtermGuard(lambda: self.stop("KILLED"))
         self._stopping = False
         self._pid: int | None = None  # the process that started the run (and measures it)
+        self._carried: Usage | None = None  # what an earlier part of the job used (resume)
+        self._step_provider: Callable[[], int | None] | None = None
         self.greenml_run_id: str | None = None
         self.last_run: Tracker | None = None  # set on the decorator's Tracker
 
@@ -405,6 +337,7 @@ class Tracker:
             clock=self._clock,
             start_s=self._start_s,
             wall_start_s=self._wall_start_s,
+            step=self._current_step,
         )
         try:
             return recorder(journal=log)  # writes the start record
@@ -516,7 +449,7 @@ class Tracker:
 
     def _fresh(self) -> Tracker:
         return Tracker(
-            **{k: v for k, v in self._arguments.items() if v is not None},
+            **self._arguments,
             meters=self._given_meters,
             clock=self._clock,
             environ=self._environ,
@@ -531,22 +464,67 @@ class Tracker:
         """Attribute the energy used inside the block to phase ``name``.
 
         Phases nest: energy goes to the innermost open phase. Time outside every phase
-        goes to ``default_phase`` ("train" unless configured).
+        goes to ``default_phase`` ("train" unless configured). For framework hooks that
+        have no block (``on_validation_start`` / ``_end``), use :meth:`begin_phase` and
+        :meth:`end_phase`.
         """
-        config.validate_phase_name(name)
-        if self._ledger is None:
-            raise GreenMLError(f"phase({name!r}) used before the Tracker was started")
-        if self._forked_child():  # the parent measures; its ledger is not this process's
-            yield
-            return
-        self._phase_stack.append(name)
-        self._ledger.set_phase(self._clock(), name)
+        self.begin_phase(name)
         try:
             yield
         finally:
-            self._phase_stack.pop()
-            outer = self._phase_stack[-1] if self._phase_stack else self.settings.default_phase
-            self._ledger.set_phase(self._clock(), outer)
+            self.end_phase(name)
+
+    def begin_phase(self, name: str) -> None:
+        """Open phase ``name`` inside the current one; close it with :meth:`end_phase`."""
+        config.validate_phase_name(name)
+        if self._ledger is None:
+            raise GreenMLError(f"phase {name!r} begun before the Tracker was started")
+        if self._forked_child():  # the parent measures; its ledger is not this process's
+            return
+        self._phase_stack.append(name)
+        self._ledger.set_phase(self._clock(), name)
+
+    def end_phase(self, name: str | None = None) -> None:
+        """Close the innermost open phase (``name``, if given, must be it): energy goes
+        to the phase around it again, or to ``default_phase``."""
+        if self._ledger is None or self._forked_child():
+            return
+        if not self._phase_stack:
+            raise GreenMLError(f"end_phase({name!r}) with no phase open")
+        if name is not None and self._phase_stack[-1] != name:
+            raise GreenMLError(
+                f"end_phase({name!r}), but the innermost open phase is "
+                f"{self._phase_stack[-1]!r}; phases close innermost first"
+            )
+        self._phase_stack.pop()
+        outer = self._phase_stack[-1] if self._phase_stack else self.settings.default_phase
+        self._ledger.set_phase(self._clock(), outer)
+
+    def use_steps(self, provider: Callable[[], int | None] | None) -> None:
+        """Give the time-series points the caller's step (a trainer's global step)
+        instead of seconds since the start: ``provider()`` is asked at each point and at
+        the end; ``None`` from it (or ``use_steps(None)``) means seconds again. Call it
+        before or during the run (a callback does it when training begins)."""
+        if provider is not None and not callable(provider):
+            raise TypeError(f"use_steps() takes a callable returning the step, not {provider!r}")
+        self._step_provider = provider
+
+    def _current_step(self) -> int | None:
+        provider = self._step_provider
+        return provider() if provider is not None else None
+
+    def resume_from(self, previous: Footprint | Mapping[str, Any]) -> None:
+        """Carry over what an earlier, interrupted part of this job used (a footprint,
+        or the dict of ``Footprint.to_dict()`` / a ``greenml/footprint.json``, as saved
+        with a checkpoint): its IT energy, per phase too, and its duration are added to
+        this run's, before the factors apply. The footprint is flagged ``resumed``. Call
+        it once, before the run stops (callbacks do it in ``load_state_dict``)."""
+        if self._footprint is not None:
+            raise GreenMLError("resume_from() after the run stopped: call it before stop()")
+        if self._carried is not None:
+            raise GreenMLError("resume_from() was already called for this run")
+        fp = previous if isinstance(previous, Footprint) else Footprint.from_dict(previous)
+        self._carried = usage_of(fp)
 
     # -- results ----------------------------------------------------------------------
 
@@ -679,6 +657,8 @@ class Tracker:
             measurement=_measurement(devices),
             flags=tuple(flags),
         )
+        if self._carried is not None:
+            usage = combined(usage, self._carried)
         return assemble(
             usage,
             self.run_factors,
@@ -722,6 +702,20 @@ def _measurement(devices: list[DeviceEnergy]) -> str:
     if not pool:
         return "estimated"
     return max((d.method for d in pool), key=lambda m: _METHOD_RANK.get(m, 3))
+
+
+def _signature() -> inspect.Signature:
+    """``Tracker``'s keywords as help() and introspecting tools should show them: the
+    world (meters, clock...) and every setting of :class:`config.Settings`."""
+    world = list(inspect.signature(Tracker.__init__).parameters.values())[:-1]
+    settings = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+        for name in config.NAMES
+    ]
+    return inspect.Signature(world + settings)
+
+
+Tracker.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
 @typing.overload

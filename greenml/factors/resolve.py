@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from greenml.config import PYTHON, Voice
+from greenml.config import PYTHON, Settings, Voice
 from greenml.errors import ConfigError, warn
 from greenml.factors.hourly import HourlyIntensity, load_hourly_csv
 from greenml.factors.location import Location
@@ -90,28 +90,15 @@ def _grid_for(loc: Location, t: Tables, voice: Voice = PYTHON) -> Factor:
 
 
 def resolve_run_factors(
+    settings: Settings,
     *,
-    location: str | None,
-    allow_assumed_location: bool,
-    grid_intensity_g_per_kwh: float | None,
-    hourly_intensity_csv: str | None,
-    pue: float | None,
-    price_usd_per_hour: float | None,
-    usd_per_kwh: float | None,
-    instance_type: str | None,
-    instance_share: float | None,
-    scope: str | None,
-    supplier_g_per_kwh: float | None = None,
-    renewable_share: float | None = None,
-    residual_mix_g_per_kwh: float | None = None,
-    tables_dir: str | None = None,
-    location_from_metadata: bool = False,
-    metadata_endpoint: str | None = None,
     environ: Mapping[str, str] | None = None,
     voice: Voice = PYTHON,
     missing_price: str = "error",
 ) -> RunFactors:
-    """Resolve and validate every factor (raises :class:`ConfigError` on bad input).
+    """Resolve and validate the factors ``settings`` call for (the factor settings:
+    location, grid intensity, hourly file, PUE, prices, instance, market-based inputs,
+    scope, tables; raises :class:`ConfigError` on bad input).
 
     ``voice`` names the settings in messages the way the user gives them (keywords and
     where each came from, or CLI flags). ``missing_price="warn"`` is for measured runs:
@@ -119,6 +106,19 @@ def resolve_run_factors(
     ``no_price`` (measuring is never blocked by a price); ``"error"`` raises."""
     if missing_price not in ("error", "warn"):
         raise ValueError(f"missing_price={missing_price!r}: use 'error' or 'warn'")
+    location = settings.location
+    allow_assumed_location = settings.allow_assumed_location
+    grid_intensity_g_per_kwh = settings.grid_intensity_g_per_kwh
+    hourly_intensity_csv = settings.hourly_intensity_csv
+    pue, scope = settings.pue, settings.scope
+    price_usd_per_hour, usd_per_kwh = settings.price_usd_per_hour, settings.usd_per_kwh
+    instance_type, instance_share = settings.instance_type, settings.instance_share
+    supplier_g_per_kwh = settings.supplier_g_per_kwh
+    renewable_share = settings.renewable_share
+    residual_mix_g_per_kwh = settings.residual_mix_g_per_kwh
+    tables_dir = settings.tables_dir
+    location_from_metadata = settings.location_from_metadata
+    metadata_endpoint = settings.metadata_endpoint
     from greenml.factors import location as loc_mod
     from greenml.factors.pue import default_pue, user_pue
     from greenml.factors.tables import tables as make_tables

@@ -12,7 +12,8 @@ Record types (``"t"``):
 ``run``       the MLflow run the records belong to (once it is known) and ``block``, where
               this block sits in that run (number, first step, the run's totals before
               it): written before anything is sent, so a replay sends the same values
-``metrics``   one time-series point: ``ts`` (ms), ``step``, ``values`` {name: value}
+``metrics``   one time-series point: ``ts`` (ms), ``step`` (and ``trainer_step``: true when the
+              step is the trainer's, from ``Tracker.use_steps``), ``metrics`` {name: value}
 ``params``    params known at the start (the factors)
 ``summary``   the end: metrics, params, tags, footprint, time-series CSV, status
 ``sent``      ``seqs`` that MLflow has

@@ -295,10 +295,8 @@ class MlflowTarget:
         assert self.run_id is not None
         block = self.block
         values = run_values(record.get("metrics", {}), block, summary=record["t"] == "summary")
-        metrics = [
-            Metric(k, float(v), int(record["ts"]), block.step0 + int(record["step"]))
-            for k, v in values.items()
-        ]
+        step = int(record.get("step", 0)) + (0 if record.get("trainer_step") else block.step0)
+        metrics = [Metric(k, float(v), int(record["ts"]), step) for k, v in values.items()]
         if dedupe and metrics:
             metrics = [m for m in metrics if not self._has_point(m)]
         tags = [RunTag(k, str(v)) for k, v in record.get("tags", {}).items()]

@@ -68,8 +68,10 @@ class Recorder:
         start_s: float = 0.0,
         wall_start_s: float | None = None,
         final_timeout_s: float = FINAL_TIMEOUT_S,
+        step: Callable[[], int | None] | None = None,
     ) -> None:
         self._snapshot = snapshot
+        self._step = step  # the trainer's step now, or None: seconds since the start
         self._gpu_joules = gpu_joules
         self.journal = journal
         self.target = target
@@ -177,7 +179,7 @@ class Recorder:
             self._last[i] = (now_s, j)
         values = schema.timeseries_values(fp, power)
         record = self.journal.append(
-            {"t": "metrics", "ts": self._ts(elapsed), "step": int(elapsed), "metrics": values}
+            {"t": "metrics", "ts": self._ts(elapsed), **self._step_of(elapsed), "metrics": values}
         )
         self._last_ts = record["ts"]
         if self._ticks == 0:
@@ -217,7 +219,7 @@ class Recorder:
             {
                 "t": "summary",
                 "ts": ts,
-                "step": int(fp.duration_s),
+                **self._step_of(fp.duration_s),
                 "status": status,
                 "metrics": schema.summary_metrics(fp),
                 "params": schema.run_params(fp),
@@ -420,6 +422,19 @@ class Recorder:
 
     def _has(self, column: str) -> bool:
         return any(column in r for r in self._rows)
+
+    def _step_of(self, elapsed_s: float) -> dict[str, Any]:
+        """A point's step: the trainer's (``trainer_step``: MLflow gets it as it is), else
+        whole seconds since the start (placed after the run's earlier blocks)."""
+        if self._step is not None:
+            try:
+                step = self._step()
+            except Exception as e:  # a provider that fails must not cost the point
+                warn(f"the step provider failed ({e!r}); this point's step is in seconds")
+            else:
+                if step is not None:
+                    return {"step": int(step), "trainer_step": True}
+        return {"step": int(elapsed_s)}
 
     def _ts(self, elapsed_s: float) -> int:
         return round((self._wall_start_s + elapsed_s) * 1000)

@@ -6,6 +6,7 @@ import pytest
 
 import greenml
 from greenml.assemble import Allocation, Usage, assemble
+from greenml.config import Settings
 from greenml.estimate import estimate
 from greenml.factors.resolve import resolve_run_factors
 from greenml.meters.base import Channel, Reading
@@ -13,20 +14,7 @@ from greenml.testing import ManualClock
 
 
 def resolved(**kw):
-    base = dict(
-        location=None,
-        allow_assumed_location=False,
-        grid_intensity_g_per_kwh=None,
-        hourly_intensity_csv=None,
-        pue=None,
-        price_usd_per_hour=None,
-        usd_per_kwh=None,
-        instance_type=None,
-        instance_share=None,
-        scope=None,
-        environ={},
-    )
-    return resolve_run_factors(**{**base, **kw})
+    return resolve_run_factors(Settings(**kw), environ={})
 
 
 def test_hand_worked_figures():
@@ -83,3 +71,56 @@ def test_a_run_and_an_estimate_of_the_same_job_agree():
     for name in ("energy_kwh", "co2e_kg", "co2e_market_kg", "cost_usd", "embodied_co2e_kg"):
         assert getattr(measured, name) == pytest.approx(getattr(modelled, name)), name
     assert measured.cost_usd == pytest.approx(21.958)  # the whole instance for an hour
+
+
+def test_begin_and_end_phase_without_a_block():
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(
+        clock=clock, environ={}, interval_s=3600, location="FR", meters=[Gpu(clock, 0, 100.0)]
+    ).start()
+    clock.advance(2.0)
+    run.begin_phase("eval")
+    clock.advance(3.0)
+    run.begin_phase("save")
+    clock.advance(1.0)
+    with pytest.raises(greenml.GreenMLError, match="innermost open phase is 'save'"):
+        run.end_phase("eval")
+    run.end_phase("save")
+    clock.advance(1.0)
+    run.end_phase()
+    clock.advance(4.0)
+    fp = run.stop()
+    joules = {name: p.gpu_energy_kwh * 3.6e6 for name, p in fp.phases.items()}
+    assert joules == pytest.approx({"train": 600.0, "eval": 400.0, "save": 100.0})
+    with pytest.raises(greenml.GreenMLError, match="no phase open"):
+        run.end_phase()
+
+
+def test_a_resumed_run_carries_the_checkpoints_energy_and_time():
+    def part(seconds, eval_seconds):
+        clock = ManualClock(0.0)
+        run = greenml.Tracker(
+            clock=clock, environ={}, interval_s=3600, location="FR", meters=[Gpu(clock, 0, 200.0)]
+        ).start()
+        clock.advance(seconds)
+        with run.phase("eval"):
+            clock.advance(eval_seconds)
+        return run, clock
+
+    first, _ = part(100.0, 20.0)
+    before = first.stop()
+    import json
+
+    saved = json.loads(json.dumps(before.to_dict()))  # as a checkpoint would keep it
+    second, _ = part(50.0, 10.0)
+    second.resume_from(saved)
+    with pytest.raises(greenml.GreenMLError, match="already called"):
+        second.resume_from(saved)
+    fp = second.stop()
+    # 200 W for 120 s, then for 60 s: 36,000 J in 180 s; eval 30 s of it: 6,000 J
+    assert fp.duration_s == pytest.approx(180.0)
+    assert fp.gpu_energy_kwh * 3.6e6 == pytest.approx(36_000.0)
+    assert fp.phases["eval"].gpu_energy_kwh * 3.6e6 == pytest.approx(6_000.0)
+    assert fp.phases["eval"].duration_s == pytest.approx(30.0)
+    assert fp.co2e_kg == pytest.approx(before.co2e_kg * 1.5)  # same factors, 1.5 x the energy
+    assert "resumed" in fp.flags

@@ -105,3 +105,27 @@ def test_bad_recording_settings_name_the_value(tmp_path, arguments, environ, mes
     with pytest.raises(ConfigError) as e:
         resolve(arguments, environ=environ, config_dir=tmp_path)
     assert message in str(e.value)
+
+
+def test_every_setting_is_documented_and_a_tracker_keyword():
+    import inspect
+    from pathlib import Path
+
+    import greenml
+    from greenml.config import NAMES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    first_cells = [line.split("|")[1] for line in doc.splitlines() if line.startswith("| `")]
+    missing = [name for name in NAMES if not any(f"`{name}`" in c for c in first_cells)]
+    assert missing == []
+    keywords = inspect.signature(greenml.Tracker).parameters
+    assert all(keywords[name].kind is inspect.Parameter.KEYWORD_ONLY for name in NAMES)
+
+
+def test_an_unknown_keyword_suggests_the_setting():
+    import greenml
+
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'locaton' \(did you mean 'location'\?\)"
+    ):
+        greenml.Tracker(locaton="FR", environ={})

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 import greenml
 from greenml.cli import main
+from greenml.config import Settings
 from greenml.errors import ConfigError
 from greenml.factors.resolve import resolve_run_factors
 
@@ -35,7 +36,8 @@ def factors(tmp_path, **kw):
         environ={},
     )
     args.update(kw)
-    return resolve_run_factors(**args)
+    environ = args.pop("environ")
+    return resolve_run_factors(Settings(**args), environ=environ)
 
 
 def test_own_price_and_pue_tables_replace_the_shipped_ones(tmp_path):
