@@ -3,9 +3,6 @@ command line's own terms (never a Python keyword), exit code 2, no traceback."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from click.testing import CliRunner
 
@@ -98,18 +95,6 @@ def test_tables_dir_with_only_a_readme(tmp_path):
         main, ["estimate", "--gpu", "A100", *FR, "--tables-dir", str(tmp_path)]
     )
     check_usage_error(result, "readme.txt", "cloud_regions.csv")
-
-
-def test_an_error_is_a_usage_error_in_a_real_process_too():
-    proc = subprocess.run(
-        [sys.executable, "-m", "greenml.cli", "estimate", "--gpu", "A100", "--hours", "inf", *FR],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert "--hours inf" in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stdout == ""
 
 
 # Messages raised while resolving the factors (resolve.py, prices.py, grid.py, pue.py).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
@@ -341,20 +339,6 @@ class TestBadInput:
     def test_price_and_electricity_price_together(self):
         with pytest.raises(ConfigError, match="not both"):
             greenml.track(price_usd_per_hour=2.0, usd_per_kwh=0.2)
-
-
-def test_import_greenml_is_cheap():
-    code = (
-        "import sys, greenml\n"
-        "greenml.track, greenml.Tracker, greenml.Footprint\n"
-        "import greenml.testing\n"
-        "heavy = {'torch', 'mlflow', 'pynvml', 'pandas', 'transformers', 'lightning'}\n"
-        "print(sorted(heavy & set(sys.modules)))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
 
 
 def test_no_gpu_measures_cpu_and_ram_warns_once_and_says_so(tmp_path):

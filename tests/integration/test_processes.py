@@ -1,0 +1,35 @@
+"""The CLI and the package as real processes: exit codes and stderr, and what a bare
+``import greenml`` loads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+FR = ["--location", "FR"]
+
+
+def test_an_error_is_a_usage_error_in_a_real_process_too():
+    proc = subprocess.run(
+        [sys.executable, "-m", "greenml.cli", "estimate", "--gpu", "A100", "--hours", "inf", *FR],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--hours inf" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_import_greenml_is_cheap():
+    code = (
+        "import sys, greenml\n"
+        "greenml.track, greenml.Tracker, greenml.Footprint\n"
+        "import greenml.testing\n"
+        "heavy = {'torch', 'mlflow', 'pynvml', 'pandas', 'transformers', 'lightning'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
