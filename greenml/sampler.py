@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from greenml.errors import warn
-from greenml.meters.base import Channel, Clock, Meter, Reading
+from greenml.meters.base import Channel, Clock, Meter, Reading, as_meter
 
 logger = logging.getLogger(__name__)
 
@@ -509,8 +509,8 @@ class Sampler:
 
     def _read(self, meter: Meter, final_s: float | None) -> list[Reading]:
         try:
-            if final_s is not None and hasattr(meter, "read_final"):
-                return meter.read_final(final_s)  # type: ignore[attr-defined, no-any-return]
+            if final_s is not None:
+                return as_meter(meter).read_final(final_s)
             return meter.read()
         except Exception as e:  # a meter must not raise, but tracking never breaks training
             if id(meter) not in self._failed_meters:
@@ -541,12 +541,10 @@ class Sampler:
 
     def _run(self) -> None:
         for m in self.meters:
-            prepare = getattr(m, "prepare", None)
-            if prepare is not None:
-                try:
-                    prepare()
-                except Exception as e:
-                    logger.warning("greenml: preparing %r failed: %s", m, e)
+            try:
+                as_meter(m).prepare()
+            except Exception as e:
+                logger.warning("greenml: preparing %r failed: %s", m, e)
         while not self._stop_event.wait(self.interval_s):
             try:
                 self.sample()

@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from greenml import config
 from greenml._version import __version__
 from greenml.assemble import Allocation, Usage, assemble, combined, usage_of
-from greenml.errors import ConfigError, GreenMLError, MeasurementError, note_run_site, warn
+from greenml.errors import ConfigError, GreenMLError, note_run_site, warn
 from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import DeviceEnergy, Factor, Footprint
 from greenml.meters.base import Clock, Meter
+from greenml.meters.registry import default_meters
 from greenml.sampler import ChannelState, Ledger, Sampler
 from greenml.signals import SigtermGuard, unwatch_forks, watch_forks
 from greenml.sinks.recorder import Delivery, Recorder
@@ -53,67 +54,6 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _METHOD_RANK = {"counter": 0, "sampled": 1, "estimated": 2}
-
-
-def default_meters(
-    settings: config.Settings,
-    *,
-    clock: Clock,
-    environ: Mapping[str, str] | None = None,
-) -> tuple[list[Meter], list[str]]:
-    """The real meters for this machine, and flags describing what is missing.
-
-    GPUs through NVML; the CPU through RAPL, else a TDP x load estimate; RAM through
-    RAPL's DRAM domain, else a W/GB estimate. An unknown ``gpu_ids`` raises
-    :class:`ConfigError`; a machine without GPUs is measured without them.
-    """
-    from greenml.meters.cpu import CpuEstimateMeter
-    from greenml.meters.ram import make_ram_meter
-    from greenml.meters.rapl import RaplMeter
-
-    meters: list[Meter] = []
-    flags: list[str] = []
-
-    def cpu_estimate() -> Meter:
-        return CpuEstimateMeter(clock=clock, tdp_w=settings.cpu_tdp_w)
-
-    try:
-        from greenml.meters.nvml import NvmlMeter
-
-        meters.append(NvmlMeter(settings.gpu_ids, clock=clock, environ=environ))
-    except ConfigError:
-        raise
-    except Exception as e:  # no driver, no GPU, or a driver that misbehaves
-        if settings.gpu_ids is not None:
-            raise ConfigError(
-                f"gpu_ids={list(settings.gpu_ids)!r} but no NVIDIA GPU can be measured here "
-                f"({e}); leave gpu_ids unset to measure CPU and RAM only"
-            ) from e
-        warn(f"no GPU measured ({e}); measuring CPU and RAM only (flagged no_gpu)")
-        flags.append("no_gpu")
-    try:
-        meters.append(RaplMeter(settings.powercap_root, clock=clock))
-    except MeasurementError as e:
-        logger.info("greenml: RAPL unavailable (%s); estimating CPU power from TDP x load", e)
-        meters.extend(_optional("cpu", cpu_estimate, flags))
-    except Exception as e:  # pragma: no cover - an unexpected powercap layout
-        logger.warning("greenml: reading RAPL failed (%s); estimating CPU power", e)
-        meters.extend(_optional("cpu", cpu_estimate, flags))
-    meters.extend(
-        _optional("ram", lambda: make_ram_meter(root=settings.powercap_root, clock=clock), flags)
-    )
-    return meters, flags
-
-
-def _optional(kind: str, build: Callable[[], Meter], flags: list[str]) -> list[Meter]:
-    """A meter, or none (flagged ``no_<kind>``) when it cannot be built: measurement
-    trouble never stops a run."""
-    try:
-        return [build()]
-    except Exception as e:
-        warn(f"{kind.upper()} energy not measured ({e}); flagged no_{kind}")
-        flags.append(f"no_{kind}")
-        return []
 
 
 class Tracker:

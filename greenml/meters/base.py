@@ -12,13 +12,20 @@ MLflow or the run.
 
 Units live in the names: ``energy_j``, ``power_w``, ``t_s`` (seconds on the injected
 monotonic clock).
+
+Besides ``channels``/``read``/``close``, the protocol has two hooks the sampler calls
+directly: ``prepare()`` (once, in the sampler's thread, before the first periodic read:
+NVML finds its counter's refresh grid there) and ``read_final(stop_s)`` (the last read,
+at stop). greenml's meters inherit their defaults from :class:`MeterBase`. A meter
+written against the older three-method protocol (a user's ``Tracker(meters=...)``) is
+lifted by :func:`as_meter`, which gives it the same defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Clock = Callable[[], float]
 Kind = Literal["gpu", "cpu", "ram"]
@@ -77,11 +84,73 @@ class Meter(Protocol):
         """The devices this meter measures; fixed for the meter's lifetime."""
         ...
 
+    def prepare(self) -> None:
+        """Get ready to read periodically; called once in the sampler's thread after
+        the first reading (never in the training thread). May take a fraction of a
+        second; must not raise for a failed device."""
+        ...
+
     def read(self) -> list[Reading]:
         """Read every channel once. Must not raise for a failed device: report it in
         ``Reading.error`` so one bad device never loses the others' sample."""
         ...
 
+    def read_final(self, stop_s: float) -> list[Reading]:
+        """The last read of a run that stopped at ``stop_s`` (monotonic seconds); a
+        meter may wait briefly here so the run's last stretch is measured."""
+        ...
+
     def close(self) -> None:
         """Release handles. Safe to call twice."""
         ...
+
+
+class MeterBase:
+    """Defaults for the optional parts of :class:`Meter`: nothing to prepare, the final
+    read is an ordinary read, nothing to close. Subclasses implement ``channels`` and
+    ``read`` and override the rest where they need to."""
+
+    def channels(self) -> Sequence[Channel]:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def read(self) -> list[Reading]:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Nothing to prepare."""
+
+    def read_final(self, stop_s: float) -> list[Reading]:
+        """An ordinary read."""
+        return self.read()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _Lifted(MeterBase):
+    """A three-method meter (``channels``, ``read``, ``close``) with the defaults of
+    :class:`MeterBase` for the rest."""
+
+    def __init__(self, meter: Any) -> None:
+        self.meter = meter
+
+    def __repr__(self) -> str:
+        return repr(self.meter)
+
+    def channels(self) -> Sequence[Channel]:
+        return self.meter.channels()  # type: ignore[no-any-return]
+
+    def read(self) -> list[Reading]:
+        return self.meter.read()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.meter.close()
+
+
+def as_meter(meter: Any) -> Meter:
+    """``meter`` itself when it implements the whole :class:`Meter` protocol; otherwise
+    (a meter written for the older protocol: ``channels``, ``read``, ``close``) a thin
+    wrapper giving it :class:`MeterBase`'s ``prepare`` and ``read_final``."""
+    if isinstance(meter, (MeterBase, Meter)):
+        return meter  # type: ignore[return-value]
+    return _Lifted(meter)

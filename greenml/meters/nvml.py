@@ -1,18 +1,22 @@
 """NVIDIA GPUs through NVML (``nvidia-ml-py``, which provides the ``pynvml`` module).
 
 This is the only module that imports ``pynvml``, and the one place where NVML errors
-become greenml errors (:func:`_translate`).
+become greenml errors (:func:`_translate`). It holds the NVML calls and the choice of
+devices only: each GPU is opened as an :class:`NvmlDevice` (the vendor-neutral device
+protocol of :mod:`greenml.meters.gpu`), and :class:`~greenml.meters.gpu.GpuMeter` does
+the measuring, with the refresh-grid synchronisation of
+:mod:`greenml.meters.counter_grid`.
 
 Method per device, best first:
 
 - ``counter``: differences of ``nvmlDeviceGetTotalEnergyConsumption`` (mJ, Volta and
   newer). The counter refreshes on a grid of about 100 ms; a read between refreshes
-  returns the value of the last refresh. :meth:`NvmlMeter.prepare` finds that grid by
+  returns the value of the last refresh. ``NvmlMeter.prepare`` finds that grid by
   polling the counter at about 1 ms until it changes twice (at most ~0.25 s, in the
   sampler's thread, never the training thread). Each later value is then stamped with
   the refresh instant it belongs to, not with the moment it was read, so the ledger can
   split energy exactly at phase boundaries and at the start and stop. At stop,
-  :meth:`NvmlMeter.read_final` waits for the first refresh after the stop (at most one
+  ``NvmlMeter.read_final`` waits for the first refresh after the stop (at most one
   refresh period) so the run's last ~100 ms are measured, not guessed.
   The counter is read no faster than it refreshes outside those two short windows.
 - ``sampled``: where there is no counter (pre-Volta, many vGPU and MIG setups),
@@ -30,11 +34,10 @@ parent`` (an equal split; NVML reports no power per MIG instance).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from greenml.errors import (
@@ -46,23 +49,17 @@ from greenml.errors import (
     NotSupportedError,
     warn,
 )
-from greenml.meters.base import Channel, Clock, Reading
+from greenml.meters.base import Clock
+from greenml.meters.counter_grid import NOMINAL_REFRESH_S
+from greenml.meters.gpu import GpuInfo, GpuMeter
 
 logger = logging.getLogger(__name__)
 
-NOMINAL_REFRESH_S = 0.1
-_POLL_S = 0.001
-# After the first synchronisation the grid is found again after 0.5 s, then at doubling
-# gaps up to every 5 s: each time, the refreshes counted since the last anchor give the
-# period to a fraction of a millisecond, so stamps do not drift.
-_FIRST_RESYNC_S = 0.5
-_AMBIGUOUS_S = 0.002  # a counter read this close to a predicted refresh is not stamped
-_LEAD_S = 0.003  # a re-synchronisation starts polling this long before the predicted refresh
-_MAX_RESYNC_S = 5.0
 SIM_MARKER = "greenml-sim"
 # NVML_DEVICE_ARCH_AMPERE; later architectures have larger numbers.
 _ARCH_AMPERE = 7
 _GA100_NAMES = ("A100", "A30")
+_AVERAGE_WINDOW_S = 1.0  # the window of the averaged power reading
 
 
 def _translate(e: Exception, what: str) -> MeasurementError:
@@ -99,29 +96,25 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@dataclass
-class _Device:
-    """One measured GPU and the state of its counter."""
+class NvmlDevice:
+    """One NVIDIA GPU behind the device protocol (:class:`~greenml.meters.gpu.GpuDevice`)."""
 
-    channel: Channel
-    handle: Any
-    averaged_power: bool
-    has_counter: bool
-    # counter state
-    period_s: float = NOMINAL_REFRESH_S
-    anchor_s: float | None = None  # a refresh instant; refreshes at anchor + k * period
-    first_anchor_s: float | None = None  # the first refresh found: the period's baseline
-    last_mj: int | None = None
-    last_read_s: float | None = None
-    last_point_s: float | None = None
-    last_point_mj: int | None = None  # the value of the last point emitted
-    last_rate_w: float | None = None  # power between the last two points emitted
-    misses: int = 0
-    last_sync_s: float = -math.inf
-    next_sync_s: float = math.inf  # when to find the grid again (refines the period)
-    sync_gap_s: float = _FIRST_RESYNC_S
-    lost: bool = False
-    pending: list[Reading] = field(default_factory=list)
+    def __init__(self, pynvml: Any, handle: Any, info: GpuInfo) -> None:
+        self._pynvml = pynvml
+        self._handle = handle
+        self._info = info
+        self._what = f"gpu:{info.index}"
+
+    @property
+    def info(self) -> GpuInfo:
+        return self._info
+
+    def energy_mj(self) -> int:
+        p = self._pynvml
+        return int(_call(p.nvmlDeviceGetTotalEnergyConsumption, self._handle, what=self._what))
+
+    def power_mw(self) -> int:
+        return int(_call(self._pynvml.nvmlDeviceGetPowerUsage, self._handle, what=self._what))
 
 
 @dataclass(frozen=True)
@@ -133,7 +126,7 @@ class _Visible:
     mig: bool = False
 
 
-class NvmlMeter:
+class NvmlMeter(GpuMeter):
     """Energy of the job's NVIDIA GPUs. Raises :class:`NotSupportedError` at construction
     when NVML or any GPU is missing, and :class:`ConfigError` for an unknown ``gpu_ids``."""
 
@@ -148,9 +141,6 @@ class NvmlMeter:
         import pynvml
 
         self._pynvml = pynvml
-        self._clock = clock
-        self._sleep = sleep
-        self._closed = False
         env = os.environ if environ is None else environ
         _call(pynvml.nvmlInit, what="nvmlInit")
         try:
@@ -161,10 +151,17 @@ class NvmlMeter:
             chosen = self._select(visible, gpu_ids)
             if not chosen:
                 raise NotSupportedError("no NVIDIA GPU is visible to this job")
-            self._devices = self._open(chosen)
+            devices = self._open(chosen)
         except BaseException:
-            self.close()
+            _shutdown(pynvml)
             raise
+        super().__init__(
+            devices,
+            clock=clock,
+            sleep=sleep,
+            simulated=self.simulated,
+            shutdown=lambda: _shutdown(pynvml),
+        )
 
     # -- which devices --------------------------------------------------------------
 
@@ -265,15 +262,15 @@ class NvmlMeter:
                 continue
         return max(n, 1)
 
-    def _open(self, chosen: list[tuple[int, float, list[str]]]) -> list[_Device]:
+    def _open(self, chosen: list[tuple[int, float, list[str]]]) -> list[NvmlDevice]:
         p = self._pynvml
         devices = []
         for index, share, labels in chosen:
             h = _call(p.nvmlDeviceGetHandleByIndex, index, what=f"GPU {index}")
             name, uuid = self._describe(index)
-            limit = None
+            limit_mw = None
             try:
-                limit = _call(p.nvmlDeviceGetEnforcedPowerLimit, h, what="power limit") / 1000.0
+                limit_mw = int(_call(p.nvmlDeviceGetEnforcedPowerLimit, h, what="power limit"))
             except MeasurementError as e:
                 logger.info("greenml: GPU %d power limit unavailable: %s", index, e)
             try:
@@ -293,288 +290,23 @@ class NvmlMeter:
             if not has_counter:
                 # Without a counter the power reading is all there is: it must work.
                 _call(p.nvmlDeviceGetPowerUsage, h, what=f"GPU {index} power")
-            details = [("visible_as", ",".join(labels)), ("driver", self.driver_version)]
-            if not has_counter:
-                details.append(("power_reading", "1 s average" if averaged else "instantaneous"))
-            ch = Channel(
-                key=f"gpu:{index}",
-                kind="gpu",
-                name=name,
-                method="counter" if has_counter else "sampled",
+            info = GpuInfo(
                 index=index,
+                name=name,
                 uuid=uuid,
-                power_limit_w=limit,
+                power_limit_mw=limit_mw,
+                has_counter=has_counter,
+                power_window_s=_AVERAGE_WINDOW_S if averaged else 0.0,
+                counter_refresh_s=NOMINAL_REFRESH_S,
                 share=share,
-                simulated=self.simulated,
-                details=tuple(details),
+                details=(("visible_as", ",".join(labels)), ("driver", self.driver_version)),
             )
-            devices.append(_Device(ch, h, averaged, has_counter))
+            devices.append(NvmlDevice(p, h, info))
         return devices
 
-    # -- Meter protocol ---------------------------------------------------------------
 
-    def channels(self) -> list[Channel]:
-        return [d.channel for d in self._devices]
-
-    def _energy_mj(self, d: _Device) -> int:
-        return int(
-            _call(self._pynvml.nvmlDeviceGetTotalEnergyConsumption, d.handle, what=d.channel.key)
-        )
-
-    def _power_w(self, d: _Device) -> float:
-        return _call(self._pynvml.nvmlDeviceGetPowerUsage, d.handle, what=d.channel.key) / 1000.0
-
-    def _failed(self, d: _Device, t: float, e: MeasurementError) -> Reading:
-        if isinstance(e, DeviceLostError):
-            d.lost = True
-        return Reading(d.channel.key, t, error=str(e), lost=d.lost)
-
-    def _grid_point(self, d: _Device, t: float) -> float:
-        """The latest refresh instant at or before ``t``."""
-        assert d.anchor_s is not None
-        k = math.floor((t - d.anchor_s) / d.period_s + 1e-9)
-        return d.anchor_s + k * d.period_s
-
-    def _poll(
-        self,
-        devices: list[_Device],
-        changes: int,
-        after_s: float,
-        budget_s: float,
-        start_at_s: float | None = None,
-    ) -> None:
-        """Read the counters every ~1 ms until each has changed ``changes`` times at
-        instants later than ``after_s``, or the budget runs out. Records the refresh
-        instants found and queues the values they carry as readings. With
-        ``start_at_s``, sleep until then first (just before a predicted refresh), so a
-        re-synchronisation costs a handful of reads instead of a period's worth."""
-        if start_at_s is not None:
-            wait = start_at_s - self._clock()
-            if 0 < wait <= 2 * NOMINAL_REFRESH_S:
-                self._sleep(wait)
-        todo: dict[int, _Device] = {}
-        before: dict[int, int] = {}
-        seen: dict[int, list[tuple[float, int, float]]] = {}  # (instant, value, half-width)
-        prev_t = self._clock()
-        for d in devices:
-            if d.lost:
-                continue
-            try:
-                v = self._energy_mj(d)
-            except MeasurementError as e:
-                d.pending.append(self._failed(d, prev_t, e))
-                continue
-            if d.last_mj is not None and v != d.last_mj:
-                self._queue_into(d, self._stamp(d, prev_t, v))
-            d.last_mj, d.last_read_s = v, prev_t
-            todo[id(d)], before[id(d)], seen[id(d)] = d, v, []
-        by_id = dict(todo)
-        deadline = prev_t + budget_s
-        while todo:
-            self._sleep(_POLL_S)
-            t = self._clock()
-            if t <= prev_t or t > deadline:
-                break  # a frozen (manual) clock, or the budget is spent
-            for k, d in list(todo.items()):
-                try:
-                    v = self._energy_mj(d)
-                except MeasurementError as e:
-                    d.pending.append(self._failed(d, t, e))
-                    del todo[k]
-                    continue
-                d.last_read_s = t
-                if v != d.last_mj:
-                    instant = (prev_t + t) / 2.0
-                    seen[k].append((instant, v, (t - prev_t) / 2.0))
-                    d.last_mj = v
-                    if sum(1 for i, _, _ in seen[k] if i > after_s) >= changes:
-                        del todo[k]
-            prev_t = t
-        for k, found in seen.items():
-            d = by_id[k]
-            if not found:
-                continue
-            new = found[-1][0]
-            if d.anchor_s is not None and d.first_anchor_s is not None:
-                # Refreshes since the first anchor: their count is certain while the
-                # period is known to within a few percent, and the baseline only grows,
-                # so the period's error shrinks as 1 / (refreshes counted).
-                n = round((new - d.first_anchor_s) / d.period_s)
-                if n >= 2:
-                    period = (new - d.first_anchor_s) / n
-                    if abs(period - d.period_s) < 0.1 * d.period_s:
-                        d.period_s = period
-            elif len(found) >= 2:
-                # Two consecutive refreshes bound the period; a scheduler hiccup can widen
-                # a poll bracket, so keep the nominal period whenever it fits the bounds.
-                (t1, _, w1), (t2, _, w2) = found[-2], found[-1]
-                lo, hi = (t2 - w2) - (t1 + w1), (t2 + w2) - (t1 - w1)
-                if not lo <= NOMINAL_REFRESH_S <= hi and 0.3 * NOMINAL_REFRESH_S <= t2 - t1 <= 3:
-                    d.period_s = t2 - t1
-            d.anchor_s = new
-            if d.first_anchor_s is None:
-                d.first_anchor_s = found[0][0] if len(found) >= 2 else new
-            d.last_sync_s = new
-            d.next_sync_s = new + d.sync_gap_s
-            d.sync_gap_s = min(2 * d.sync_gap_s, _MAX_RESYNC_S)
-            d.misses = 0
-            # The value before the first change was refreshed one period earlier.
-            points = [(found[0][0] - d.period_s, before[k]), *((i, v) for i, v, _ in found)]
-            for instant, v in points:
-                if v != d.last_point_mj and (d.last_point_s is None or instant > d.last_point_s):
-                    d.pending.append(Reading(d.channel.key, instant, energy_j=v / 1000.0))
-                    d.last_point_s, d.last_point_mj = instant, v
-
-    @staticmethod
-    def _queue_into(d: _Device, r: Reading | None) -> None:
-        if r is not None:
-            d.pending.append(r)
-
-    def prepare(self) -> None:
-        """Find each counter's refresh grid (called once in the sampler's thread)."""
-        counters = [d for d in self._devices if d.has_counter]
-        if counters:
-            self._poll(counters, changes=2, after_s=-math.inf, budget_s=2.5 * NOMINAL_REFRESH_S)
-            for d in counters:
-                if d.anchor_s is None:
-                    logger.info(
-                        "greenml: %s: the energy counter's refresh grid was not found "
-                        "(idle GPU or a frozen clock); values are stamped when first seen",
-                        d.channel.key,
-                    )
-
-    def _stamp(self, d: _Device, t: float, v: int) -> Reading | None:
-        """A counter value read at ``t``, stamped with the refresh instant it belongs to;
-        None when it carries nothing new. Updates the device's counter state."""
-        prev_read = d.last_read_s
-        d.last_read_s = t
-        if v == d.last_mj and d.last_point_s is not None:
-            if (
-                d.anchor_s is not None
-                and self._grid_point(d, t) > d.last_point_s + 0.5 * d.period_s
-            ):
-                d.misses += 1  # a refresh was due but the value did not move
-            return None
-        changed = d.last_mj is not None and v != d.last_mj
-        if d.anchor_s is not None:
-            instant = self._grid_point(d, t)
-            nearest = instant if t - instant < instant + d.period_s - t else instant + d.period_s
-            if abs(t - nearest) < _AMBIGUOUS_S:
-                # Read right at a predicted refresh: the value may be from the refresh
-                # there or from the one before. Pick the one the recent power explains.
-                picked = self._disambiguate(d, v, [nearest - d.period_s, nearest])
-                if picked is None:
-                    return None  # leave it for the next read; a counter loses nothing
-                instant = picked
-            d.last_mj = v
-            if d.last_point_s is not None and instant <= d.last_point_s:
-                d.misses += 1  # the value moved but no refresh was due: the grid drifted
-                return None
-            d.misses = 0
-        else:
-            d.last_mj = v
-            if not changed or prev_read is None:
-                # No grid and no change seen yet: the value is from an unknown refresh up
-                # to a period ago. It only becomes a point once it is seen to change.
-                return None
-            instant = (prev_read + t) / 2.0  # the middle of the interval it changed in
-        if d.last_point_s is not None and d.last_point_mj is not None and instant > d.last_point_s:
-            d.last_rate_w = (v - d.last_point_mj) / 1000.0 / (instant - d.last_point_s)
-        d.last_point_s, d.last_point_mj = instant, v
-        return Reading(d.channel.key, instant, energy_j=v / 1000.0)
-
-    @staticmethod
-    def _disambiguate(d: _Device, v: int, candidates: list[float]) -> float | None:
-        """The refresh instant among ``candidates`` that value ``v`` belongs to, or None
-        when that cannot be told."""
-        later = [
-            c for c in candidates if d.last_point_s is None or c > d.last_point_s + d.period_s / 2
-        ]
-        if len(later) <= 1:
-            return later[0] if later else None
-        if d.last_rate_w is None or d.last_point_s is None or d.last_point_mj is None:
-            return None
-        base_s, base_mj, rate = d.last_point_s, d.last_point_mj, d.last_rate_w
-        return min(later, key=lambda c: abs(base_mj + 1000.0 * rate * (c - base_s) - v))
-
-    def _read_counter(self, d: _Device, t: float) -> Reading | None:
-        if d.last_read_s is not None and t - d.last_read_s < 0.9 * d.period_s:
-            return None  # read no faster than the counter refreshes
-        return self._stamp(d, t, self._energy_mj(d))
-
-    def read(self) -> list[Reading]:
-        out: list[Reading] = []
-        now = self._clock()
-        resync = []
-        for d in self._devices:
-            if not d.has_counter or d.lost:
-                continue
-            if d.misses >= 3 and now - d.last_sync_s > 10:
-                d.anchor_s = None  # the grid moved: find it afresh
-                d.last_sync_s = now
-                resync.append(d)
-            elif d.anchor_s is not None and now >= d.next_sync_s:
-                resync.append(d)
-        if resync:
-            start_at = None
-            anchored = [d for d in resync if d.anchor_s is not None]
-            if len(anchored) == len(resync):
-                # Just before the earliest predicted refresh that is still ahead.
-                start_at = (
-                    min(self._grid_point(d, now + _LEAD_S) + d.period_s for d in anchored) - _LEAD_S
-                )
-            self._poll(
-                resync,
-                changes=1,
-                after_s=-math.inf,
-                budget_s=1.5 * NOMINAL_REFRESH_S + _LEAD_S,
-                start_at_s=start_at,
-            )
-        for d in self._devices:
-            out.extend(d.pending)
-            d.pending.clear()
-            if d.lost:
-                continue
-            t = self._clock()
-            reading: Reading | None = None
-            try:
-                if d.has_counter:
-                    reading = self._read_counter(d, t)
-            except MeasurementError as e:
-                out.append(self._failed(d, t, e))
-                continue
-            try:
-                power = self._power_w(d)
-            except MeasurementError as e:
-                if d.has_counter and not isinstance(e, DeviceLostError):
-                    power = None  # the counter still measures; power is only for the series
-                else:
-                    out.append(self._failed(d, t, e))
-                    continue
-            if reading is not None:
-                out.append(Reading(reading.key, reading.t_s, reading.energy_j, power))
-            elif power is not None:
-                stamp = t - 0.5 if (d.averaged_power and not d.has_counter) else t
-                out.append(Reading(d.channel.key, stamp, power_w=power))
-        return out
-
-    def read_final(self, stop_s: float) -> list[Reading]:
-        """Read once more, waiting (at most ~2.5 refresh periods) for each counter's first
-        two refreshes after ``stop_s``: the first measures the last stretch before the
-        stop, the second tells the power just after it, which shapes how that stretch's
-        energy is split at the stop (see ``Ledger._resolve``)."""
-        counters = [d for d in self._devices if d.has_counter and not d.lost]
-        if counters:
-            self._poll(counters, changes=2, after_s=stop_s, budget_s=2.5 * NOMINAL_REFRESH_S)
-        for d in counters:
-            d.last_read_s = None  # allow the read below
-        return self.read()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._pynvml.nvmlShutdown()
-        except Exception as e:  # shutting down must never fail a run
-            logger.debug("greenml: nvmlShutdown failed: %s", e)
+def _shutdown(pynvml: Any) -> None:
+    try:
+        pynvml.nvmlShutdown()
+    except Exception as e:  # shutting down must never fail a run
+        logger.debug("greenml: nvmlShutdown failed: %s", e)

@@ -31,7 +31,7 @@ import os
 import time
 
 from greenml.errors import ConfigError, MeasurementError
-from greenml.meters.base import Channel, Clock, Meter, Reading
+from greenml.meters.base import Channel, Clock, Meter, MeterBase, Reading
 from greenml.meters.rapl import DEFAULT_ROOT, Opener, RaplDramMeter
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ BYTES_PER_GB = 2**30
 KEY = "ram"
 
 
-class RamEstimateMeter:
+class RamEstimateMeter(MeterBase):
     """Estimated RAM energy: ``watts_per_gb`` x installed GiB, constant over time.
 
     ``total_bytes`` defaults to ``psutil.virtual_memory().total``. Raises

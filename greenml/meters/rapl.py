@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from greenml.errors import DeviceNotFoundError, DriverError, NotSupportedError
-from greenml.meters.base import Channel, Clock, Reading
+from greenml.meters.base import Channel, Clock, MeterBase, Reading
 from greenml.meters.cpu import CpuInfo, read_cpuinfo
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def _open_counter(zone: RaplZone, channel: Channel, opener: Opener) -> _Counter:
     return _Counter(channel, energy_path, max_uj, uj, uj)
 
 
-class _RaplCounters:
+class _RaplCounters(MeterBase):
     """Cumulative, unwrapped energy of a set of RAPL zones."""
 
     _counters: list[_Counter]

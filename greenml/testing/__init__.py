@@ -4,6 +4,9 @@
   loads in place of ``libnvidia-ml.so``, with programmable power traces (:mod:`traces`),
   a refreshed millijoule counter and faults; usable in-process without a compiler and,
   through :meth:`SimulatedNVML.export`, by child processes.
+- :class:`SimulatedAMDSMI` and :class:`SimAMDGPU`: a simulated AMD SMI, a fake ``amdsmi``
+  module put into ``sys.modules`` (the real ``amdsmi`` package is not exercised), with
+  the same traces and a refreshed energy accumulator.
 - :class:`FakePowercap`: a Linux powercap (RAPL) tree in a temporary folder.
 - :class:`ManualClock`: a monotonic clock that moves only when told to.
 
@@ -19,6 +22,8 @@ _EXPORTS = {
     "ManualClock": "greenml.testing.clock",
     "SimulatedNVML": "greenml.testing.nvml_sim",
     "SimGPU": "greenml.testing.nvml_sim",
+    "SimulatedAMDSMI": "greenml.testing.amd_sim",
+    "SimAMDGPU": "greenml.testing.amd_sim",
     "traces": "greenml.testing.traces",
     "FakePowercap": "greenml.testing.powercap",
 }

@@ -14,13 +14,8 @@ import sys
 import pytest
 
 from greenml.errors import ConfigError, GreenMLWarning
-from greenml.meters.cpu import (
-    CpuEstimateMeter,
-    CpuInfo,
-    TdpTable,
-    normalize_cpu_name,
-    read_cpuinfo,
-)
+from greenml.factors.cpu_tdp import TdpTable, normalize_cpu_name
+from greenml.meters.cpu import CpuEstimateMeter, CpuInfo, read_cpuinfo
 from greenml.meters.ram import (
     DEFAULT_WATTS_PER_GB,
     RamEstimateMeter,

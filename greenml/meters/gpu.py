@@ -1,0 +1,202 @@
+"""The vendor-neutral GPU layer: a small read-only device protocol and the meter over it.
+
+A vendor module (``nvml.py``, ``amd.py``) selects the job's GPUs, opens one
+:class:`GpuDevice` per GPU and translates its library's errors into greenml's error tree;
+it makes no other decision. :class:`GpuMeter` does the rest for every vendor:
+
+- ``counter`` method where the device has an energy counter: differences of
+  :meth:`GpuDevice.energy_mj`, stamped on the counter's refresh grid
+  (:mod:`greenml.meters.counter_grid`);
+- ``sampled`` method otherwise: readings of :meth:`GpuDevice.power_mw`, which the ledger
+  integrates with the trapezoid rule; a power averaged over a window is stamped at the
+  middle of its window.
+
+Units live in the names: millijoules (``energy_mj``), milliwatts (``power_mw``), seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from greenml.errors import DeviceLostError, MeasurementError
+from greenml.meters.base import Channel, Clock, MeterBase, Reading
+from greenml.meters.counter_grid import NOMINAL_REFRESH_S, Counter, CounterGrid
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """What a vendor module knows of one GPU when it opens it."""
+
+    index: int  # as the vendor library numbers it
+    name: str
+    uuid: str
+    power_limit_mw: int | None
+    has_counter: bool
+    #: The window the power reading averages over: 0 for an instantaneous reading.
+    power_window_s: float = 0.0
+    #: The energy counter's nominal refresh period.
+    counter_refresh_s: float = NOMINAL_REFRESH_S
+    #: Fraction of the device attributed to the job (MIG slices).
+    share: float = 1.0
+    details: tuple[tuple[str, str], ...] = ()
+
+
+class GpuDevice(Protocol):
+    """One GPU, read-only. Every method raises :class:`~greenml.errors.MeasurementError`
+    (never a vendor exception) when the read fails."""
+
+    @property
+    def info(self) -> GpuInfo: ...
+
+    def energy_mj(self) -> int:
+        """The cumulative energy counter in millijoules (never wraps)."""
+        ...
+
+    def power_mw(self) -> int:
+        """The power draw in milliwatts."""
+        ...
+
+
+@dataclass
+class _Slot:
+    device: GpuDevice
+    channel: Channel
+    counter: Counter | None
+    lost: bool = False
+
+    def failed(self, t: float, e: MeasurementError) -> Reading:
+        """The reading for a failed read at ``t``; a lost device stays lost."""
+        if self.counter is not None:
+            r = self.counter.failed(t, e)
+        else:
+            r = Reading(self.channel.key, t, error=str(e), lost=isinstance(e, DeviceLostError))
+        self.lost = self.lost or r.lost
+        return r
+
+
+class GpuMeter(MeterBase):
+    """Energy of a set of GPUs of one vendor, through the device protocol.
+
+    ``vendor`` names the vendor in messages; ``shutdown`` releases the vendor library
+    (called once by :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        devices: Sequence[GpuDevice],
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        simulated: bool = False,
+        shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._grid = CounterGrid(clock=clock, sleep=sleep)
+        self._shutdown = shutdown
+        self._closed = False
+        self._slots = [self._slot(d, simulated) for d in devices]
+
+    @staticmethod
+    def _slot(device: GpuDevice, simulated: bool) -> _Slot:
+        info = device.info
+        key = f"gpu:{info.index}"
+        details = list(info.details)
+        if not info.has_counter:
+            window = info.power_window_s
+            details.append(
+                ("power_reading", f"{window:g} s average" if window else "instantaneous")
+            )
+        channel = Channel(
+            key=key,
+            kind="gpu",
+            name=info.name,
+            method="counter" if info.has_counter else "sampled",
+            index=info.index,
+            uuid=info.uuid,
+            power_limit_w=None if info.power_limit_mw is None else info.power_limit_mw / 1000.0,
+            share=info.share,
+            simulated=simulated,
+            details=tuple(details),
+        )
+        counter = (
+            Counter(key, device.energy_mj, nominal_s=info.counter_refresh_s)
+            if info.has_counter
+            else None
+        )
+        return _Slot(device, channel, counter)
+
+    def _counters(self) -> list[Counter]:
+        return [s.counter for s in self._slots if s.counter is not None]
+
+    # -- Meter protocol ---------------------------------------------------------------
+
+    def channels(self) -> list[Channel]:
+        return [s.channel for s in self._slots]
+
+    def prepare(self) -> None:
+        """Find each counter's refresh grid (called once in the sampler's thread)."""
+        for c in self._grid.synchronise(self._counters()):
+            logger.info(
+                "greenml: %s: the energy counter's refresh grid was not found "
+                "(idle GPU or a frozen clock); values are stamped when first seen",
+                c.key,
+            )
+
+    def read(self) -> list[Reading]:
+        self._grid.resynchronise_due(self._counters())
+        out: list[Reading] = []
+        for s in self._slots:
+            c = s.counter
+            if c is not None:
+                out.extend(c.pending)
+                c.pending.clear()
+                s.lost = s.lost or c.lost
+            if s.lost:
+                continue
+            t = self._clock()
+            reading: Reading | None = None
+            try:
+                if c is not None:
+                    reading = self._grid.read(c, t)
+            except MeasurementError as e:
+                out.append(s.failed(t, e))
+                continue
+            try:
+                power: float | None = s.device.power_mw() / 1000.0
+            except MeasurementError as e:
+                if c is not None and not isinstance(e, DeviceLostError):
+                    power = None  # the counter still measures; power is only for the series
+                else:
+                    out.append(s.failed(t, e))
+                    continue
+            if reading is not None:
+                out.append(Reading(reading.key, reading.t_s, reading.energy_j, power))
+            elif power is not None:
+                window = s.device.info.power_window_s if c is None else 0.0
+                out.append(Reading(s.channel.key, t - window / 2.0, power_w=power))
+        return out
+
+    def read_final(self, stop_s: float) -> list[Reading]:
+        """Read once more, waiting (at most ~2.5 refresh periods) for each counter's first
+        two refreshes after ``stop_s``: the first measures the last stretch before the
+        stop, the second tells the power just after it, which shapes how that stretch's
+        energy is split at the stop (see ``Ledger._resolve``)."""
+        self._grid.wait_past(self._counters(), stop_s)
+        return self.read()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._shutdown is not None:
+            try:
+                self._shutdown()
+            except Exception as e:  # shutting down must never fail a run
+                logger.debug("greenml: GPU library shutdown failed: %s", e)
