@@ -20,7 +20,7 @@ from types import MappingProxyType
 from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors
-from greenml.footprint import DeviceEnergy, Factors, Footprint, compute
+from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, compute
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Usage:
 
 def usage_of(fp: Footprint) -> Usage:
     """The IT energy and time behind a footprint (PUE and factors taken off again)."""
-    j = 3.6e6
+    j = J_PER_KWH
     return Usage(
         duration_s=fp.duration_s,
         gpu_j=fp.gpu_energy_kwh * j,

@@ -41,7 +41,7 @@ from greenml.config import PYTHON, Settings, Voice
 from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors, resolve_run_factors
-from greenml.footprint import Footprint
+from greenml.footprint import J_PER_KWH, Footprint
 
 if TYPE_CHECKING:
     from greenml.factors.hardware import GpuSpec
@@ -449,7 +449,7 @@ def estimate(
             "for it)"
         )
     fp = assemble(
-        Usage(duration_s=hours * 3600.0, gpu_j=kwh * 3.6e6, flags=rf.flags),
+        Usage(duration_s=hours * 3600.0, gpu_j=kwh * J_PER_KWH, flags=rf.flags),
         rf,
         allocation,
         grid=rf.grid,

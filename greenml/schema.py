@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from greenml._version import __version__
+from greenml.footprint import J_PER_KWH
 
 if TYPE_CHECKING:
     from greenml.footprint import Footprint
@@ -142,9 +143,9 @@ def summary_metrics(fp: Footprint) -> dict[str, float]:
     out = _energy_values(fp)
     gpus = gpu_energy_by_index(fp)
     if gpus and fp.duration_s > 0:
-        out[METRIC_GPU_POWER_W] = fp.gpu_energy_kwh * 3.6e6 / fp.duration_s
+        out[METRIC_GPU_POWER_W] = fp.gpu_energy_kwh * J_PER_KWH / fp.duration_s
         for i, kwh in sorted(gpus.items()):
-            out[metric_gpu_power_w(i)] = kwh * 3.6e6 / fp.duration_s
+            out[metric_gpu_power_w(i)] = kwh * J_PER_KWH / fp.duration_s
     return out
 
 
@@ -225,7 +226,7 @@ def run_values(metrics: Mapping[str, float], block: Block, *, summary: bool) -> 
             if key.endswith(POWER_SUFFIX):
                 energy = out.get(key[: -len(POWER_SUFFIX)] + ENERGY_SUFFIX)
                 if energy is not None:
-                    out[key] = energy * 3.6e6 / duration
+                    out[key] = energy * J_PER_KWH / duration
     return out
 
 
