@@ -9,6 +9,7 @@
   the same traces and a refreshed energy accumulator.
 - :class:`FakePowercap`: a Linux powercap (RAPL) tree in a temporary folder.
 - :class:`ManualClock`: a monotonic clock that moves only when told to.
+- :class:`ConstantMeter`: a meter drawing constant power, for figures known by hand.
 
 Names are imported lazily so ``import greenml.testing`` stays cheap.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 _EXPORTS = {
     "ManualClock": "greenml.testing.clock",
+    "ConstantMeter": "greenml.testing.meters",
     "SimulatedNVML": "greenml.testing.nvml_sim",
     "SimGPU": "greenml.testing.nvml_sim",
     "SimulatedAMDSMI": "greenml.testing.amd_sim",

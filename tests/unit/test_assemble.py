@@ -9,8 +9,9 @@ from greenml.assemble import Allocation, Usage, assemble
 from greenml.config import Settings
 from greenml.estimate import estimate
 from greenml.factors.resolve import resolve_run_factors
-from greenml.meters.base import Channel, Reading
-from greenml.testing import ManualClock
+from greenml.testing import ConstantMeter, ManualClock
+
+A100 = "NVIDIA A100-SXM4-40GB"
 
 
 def resolved(**kw):
@@ -36,21 +37,6 @@ def test_hand_worked_figures():
     assert fp.embodied_co2e_kg is None  # hardware unknown
 
 
-class Gpu:
-    def __init__(self, clock, index, watts):
-        self.clock, self.watts = clock, watts
-        self.channel = Channel(f"gpu:{index}", "gpu", "NVIDIA A100-SXM4-40GB", "counter", index)
-
-    def channels(self):
-        return [self.channel]
-
-    def read(self):
-        return [Reading(self.channel.key, self.clock(), energy_j=self.watts * self.clock())]
-
-    def close(self):
-        pass
-
-
 def test_a_run_and_an_estimate_of_the_same_job_agree():
     # 8 GPUs at 400 W for 1 h on a p4d.24xlarge in us-east-1, measured and modelled
     clock = ManualClock(0.0)
@@ -58,7 +44,7 @@ def test_a_run_and_an_estimate_of_the_same_job_agree():
         clock=clock,
         environ={},
         interval_s=3600,
-        meters=[Gpu(clock, i, 400.0) for i in range(8)],
+        meters=[ConstantMeter(clock, 400.0, f"gpu:{i}", name=A100, index=i) for i in range(8)],
         location="aws:us-east-1",
         instance_type="p4d.24xlarge",
     ).start()
@@ -76,7 +62,11 @@ def test_a_run_and_an_estimate_of_the_same_job_agree():
 def test_begin_and_end_phase_without_a_block():
     clock = ManualClock(0.0)
     run = greenml.Tracker(
-        clock=clock, environ={}, interval_s=3600, location="FR", meters=[Gpu(clock, 0, 100.0)]
+        clock=clock,
+        environ={},
+        interval_s=3600,
+        location="FR",
+        meters=[ConstantMeter(clock, 100.0, "gpu:0", name=A100, index=0)],
     ).start()
     clock.advance(2.0)
     run.begin_phase("eval")
@@ -100,7 +90,11 @@ def test_a_resumed_run_carries_the_checkpoints_energy_and_time():
     def part(seconds, eval_seconds):
         clock = ManualClock(0.0)
         run = greenml.Tracker(
-            clock=clock, environ={}, interval_s=3600, location="FR", meters=[Gpu(clock, 0, 200.0)]
+            clock=clock,
+            environ={},
+            interval_s=3600,
+            location="FR",
+            meters=[ConstantMeter(clock, 200.0, "gpu:0", name=A100, index=0)],
         ).start()
         clock.advance(seconds)
         with run.phase("eval"):

@@ -7,8 +7,7 @@ import pytest
 
 import greenml
 from greenml.errors import ConfigError, GreenMLWarning
-from greenml.meters.base import Channel, Reading
-from greenml.testing import ManualClock
+from greenml.testing import ConstantMeter, ManualClock
 
 P4D_US_EAST_1_USD_PER_H = 21.958  # AWS on-demand, us-east-1, as of 2026-01-21 (prices.csv)
 HOURS_PER_YEAR = 365 * 24
@@ -16,26 +15,9 @@ HOURS_PER_YEAR = 365 * 24
 SERVER_KG, GPU_KG, LIFETIME_Y = 1000.0, 150.0, 4
 
 
-class ConstantMeter:
-    """A counter meter drawing ``watts`` on a manual clock."""
-
-    def __init__(self, clock, watts, key="cpu:0", kind="cpu"):
-        self.clock, self.watts = clock, watts
-        self.channel = Channel(key, kind, f"{kind} under test", "counter")
-
-    def channels(self):
-        return [self.channel]
-
-    def read(self):
-        return [Reading(self.channel.key, self.clock(), energy_j=self.watts * self.clock())]
-
-    def close(self):
-        pass
-
-
 def run_for(seconds, **kwargs):
     clock = ManualClock(0.0)
-    kwargs.setdefault("meters", [ConstantMeter(clock, 100.0)])
+    kwargs.setdefault("meters", [ConstantMeter(clock, 100.0, "cpu:0")])
     run = greenml.Tracker(clock=clock, environ={}, interval_s=3600, **kwargs).start()
     clock.advance(seconds)
     return run.stop()
@@ -223,7 +205,7 @@ def test_tracker_and_footprint_reprs_are_short_and_say_what_matters():
         environ={},
         interval_s=3600,
         location="FR",
-        meters=[ConstantMeter(clock, 100.0)],
+        meters=[ConstantMeter(clock, 100.0, "cpu:0")],
     )
     assert repr(run) == "<greenml.Tracker not started, location='FR'>"
     run.start()

@@ -9,7 +9,7 @@ import pytest
 from greenml.errors import GreenMLWarning
 from greenml.meters.base import Channel, Reading
 from greenml.sampler import THREAD_NAME, Ledger, Sampler, Series
-from greenml.testing import ManualClock
+from greenml.testing import ConstantMeter, ManualClock
 
 COUNTER = Channel("gpu:0", "gpu", "test GPU", "counter")
 SAMPLED = Channel("gpu:1", "gpu", "old GPU", "sampled")
@@ -161,32 +161,10 @@ def test_series_merges_pairs_and_keeps_energy():
     assert covered == pytest.approx(100.0)
 
 
-class FakeMeter:
-    """A counter meter at a constant power on a manual clock."""
-
-    def __init__(self, clock, watts=100.0, fail_after=None):
-        self.clock, self.watts, self.fail_after = clock, watts, fail_after
-        self.reads = 0
-        self.closed = 0
-
-    def channels(self):
-        return [COUNTER]
-
-    def read(self):
-        self.reads += 1
-        if self.fail_after is not None and self.reads > self.fail_after:
-            raise RuntimeError("meter exploded")
-        t = self.clock()
-        return [energy("gpu:0", t, self.watts * t)]
-
-    def close(self):
-        self.closed += 1
-
-
 class TestSampler:
     def test_thread_is_a_named_daemon_and_stop_is_idempotent(self):
         clock = ManualClock(0.0)
-        meter = FakeMeter(clock)
+        meter = ConstantMeter(clock, 100.0, channel=COUNTER)
         led = Ledger(meter.channels(), 0.0)
         sampler = Sampler([meter], led, clock=clock, interval_s=0.01)
         sampler.start()
@@ -201,7 +179,10 @@ class TestSampler:
 
     def test_failing_meter_is_logged_once_and_the_others_go_on(self):
         clock = ManualClock(0.0)
-        bad, good = FakeMeter(clock, fail_after=1), FakeMeter(clock, watts=50.0)
+        bad, good = (
+            ConstantMeter(clock, 100.0, channel=COUNTER, fail_after=1),
+            ConstantMeter(clock, 50.0, channel=COUNTER),
+        )
         good_ch = Channel("cpu:0", "cpu", "cpu", "counter")
         good.channels = lambda: [good_ch]
         good.read = lambda: [energy("cpu:0", clock(), 50.0 * clock())]

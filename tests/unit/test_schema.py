@@ -15,25 +15,8 @@ import greenml
 from greenml import schema
 from greenml._version import __version__
 from greenml.footprint import DeviceEnergy, Factor, Footprint
-from greenml.meters.base import Channel, Reading
-from greenml.testing import ManualClock
-
-
-class ConstantMeter:
-    """A counter meter drawing ``watts`` on a manual clock."""
-
-    def __init__(self, clock, watts, channel):
-        self.clock, self.watts, self.channel = clock, watts, channel
-
-    def channels(self):
-        return [self.channel]
-
-    def read(self):
-        t = self.clock()
-        return [Reading(self.channel.key, t, energy_j=self.watts * t)]
-
-    def close(self):
-        pass
+from greenml.meters.base import Channel
+from greenml.testing import ConstantMeter, ManualClock
 
 
 def _run() -> Footprint:
@@ -42,7 +25,7 @@ def _run() -> Footprint:
     gpu = Channel("gpu:0", "gpu", "GPU under test", "counter", index=0, details=(("a", "b"),))
     cpu = Channel("cpu:package-0", "cpu", "CPU under test", "counter")
     run = greenml.Tracker(
-        meters=[ConstantMeter(clock, 300.0, gpu), ConstantMeter(clock, 100.0, cpu)],
+        meters=[ConstantMeter(clock, 300.0, channel=gpu), ConstantMeter(clock, 100.0, channel=cpu)],
         clock=clock,
         environ={},
         interval_s=3600,

@@ -9,32 +9,13 @@ import pytest
 
 import greenml
 from greenml.errors import ConfigError, GreenMLError
-from greenml.meters.base import Channel, Reading
 from greenml.meters.nvml import NvmlMeter
 from greenml.sampler import THREAD_NAME
-from greenml.testing import ManualClock, SimGPU, SimulatedNVML, traces
+from greenml.testing import ConstantMeter, ManualClock, SimGPU, SimulatedNVML, traces
 
 
 def sampler_threads():
     return [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
-
-
-class ConstantMeter:
-    """A counter meter: ``watts`` on a (manual) clock, one channel of ``kind``."""
-
-    def __init__(self, clock, watts, key="gpu:0", kind="gpu", method="counter"):
-        self.clock, self.watts = clock, watts
-        self.channel = Channel(key, kind, f"{kind} under test", method)
-
-    def channels(self):
-        return [self.channel]
-
-    def read(self):
-        t = self.clock()
-        return [Reading(self.channel.key, t, energy_j=self.watts * t)]
-
-    def close(self):
-        pass
 
 
 @pytest.fixture
