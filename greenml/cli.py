@@ -455,7 +455,9 @@ def estimate(
     help="Also send runs recorded with log_to_mlflow=False.",
 )
 def sync(journal_dir: str | None, tracking_uri: str | None, include_local: bool) -> None:
-    """Send journal records that MLflow does not have (safe to run again)."""
+    """Send journal records that MLflow does not have (safe to run again).
+
+    A run that also had the directory sink first gets the records its folder missed."""
     from greenml import config
     from greenml.errors import ConfigError
     from greenml.sinks.sync import sync_all
@@ -476,6 +478,16 @@ def sync(journal_dir: str | None, tracking_uri: str | None, include_local: bool)
             click.echo(f"{name}: line {number} skipped: {why}")
         for note in dict.fromkeys(r.notes):
             click.echo(f"{name}: note: {note}")
+        if r.folder_error:
+            failed += 1
+            click.echo(
+                f"{name}: not written to the directory sink: {r.folder_error}; "
+                f"{r.folder_sent} record(s) written"
+            )
+        elif r.folder_sent:
+            click.echo(
+                f"{name}: wrote {r.folder_sent} record(s) to the directory sink at {r.folder}"
+            )
         if r.unreachable:
             failed += 1
             click.echo(f"{name}: not sent: {r.error}")

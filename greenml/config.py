@@ -246,6 +246,7 @@ class Settings:
     log_to_mlflow: bool = _setting(True, _boolean)
     journal: bool = _setting(True, _boolean)
     journal_dir: str = _setting(".greenml/journal", _text)
+    sink_dir: str | None = _setting(None, _text)  # the directory sink's folder (off: None)
     log_interval_s: float = _setting(30.0, _positive)
     # where each value set came from: "argument", "env" or a settings file's path
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -9,11 +9,12 @@ nothing above the meters sees a ``pynvml.NVMLError``.
 
     GreenMLError
     ├── ConfigError            bad argument, env var or config value (before any thread)
-    └── MeasurementError       a meter could not read its hardware
-        ├── DeviceNotFoundError    a requested device does not exist (no RAPL domain...)
-        ├── DeviceLostError        the device vanished mid-run (GPU fell off the bus)
-        ├── NotSupportedError      the hardware or driver does not offer this reading
-        └── DriverError            any other driver/library failure (NVML unknown error, I/O error)
+    ├── MeasurementError       a meter could not read its hardware
+    │   ├── DeviceNotFoundError    a requested device does not exist (no RAPL domain...)
+    │   ├── DeviceLostError        the device vanished mid-run (GPU fell off the bus)
+    │   ├── NotSupportedError      the hardware or driver does not offer this reading
+    │   └── DriverError            any other driver/library failure (NVML unknown error, I/O error)
+    └── SinkError              a sink (MLflow, the directory sink) could not take a record
 
     GreenMLWarning (a UserWarning)   something the user must act on; see :func:`warn`
 
@@ -56,6 +57,10 @@ class NotSupportedError(MeasurementError):
 
 class DriverError(MeasurementError):
     """Any other failure of the driver or the kernel interface."""
+
+
+class SinkError(GreenMLError):
+    """A sink could not be used or refused a record (a malformed tracking URI, say)."""
 
 
 class GreenMLWarning(UserWarning):

@@ -31,12 +31,11 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from greenml import config
-from greenml._version import __version__
 from greenml.assemble import Allocation, Usage, assemble, combined, usage_of
-from greenml.errors import ConfigError, GreenMLError, note_run_site, warn
+from greenml.errors import GreenMLError, note_run_site, warn
 from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import DeviceEnergy, Factor, Footprint
@@ -44,10 +43,8 @@ from greenml.meters.base import Clock, Meter
 from greenml.meters.registry import default_meters
 from greenml.sampler import ChannelState, Ledger, Sampler
 from greenml.signals import SigtermGuard, unwatch_forks, watch_forks
+from greenml.sinks import setup as sink_setup
 from greenml.sinks.recorder import Delivery, Recorder
-
-if TYPE_CHECKING:
-    from greenml.sinks.mlflow import MlflowTarget
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +120,8 @@ class Tracker:
                     "this Tracker was already started; a Tracker measures one run "
                     "(use greenml.track(...) again, or the decorator, for another)"
                 )
-            target = self._mlflow_target()  # a bad run_id fails here, before any meter
+            # where the records go; a bad run_id fails here, before any meter
+            targets = sink_setup.open_targets(self.settings, self._environ)
             if callable(self._given_meters):
                 self._meters, self._flags = list(self._given_meters()), []
             elif self._given_meters is not None:
@@ -158,8 +156,19 @@ class Tracker:
                 self._meters, self._ledger, clock=self._clock, interval_s=self.settings.interval_s
             )
             self._sampler.start()
-            self._recorder = self._make_recorder(target)
+            self._recorder = sink_setup.open_recording(
+                self.settings,
+                targets,
+                clock=self._clock,
+                start_s=self._start_s,
+                wall_start_s=self._wall_start_s,
+                snapshot=self._live_snapshot,
+                gpu_joules=self._gpu_joules_now,
+                step=self._current_step,
+                intensity_is_final=self.run_factors.hourly is None,
+            )
             if self._recorder is not None:
+                self.greenml_run_id = self._recorder.greenml_run_id
                 self._recorder.start()
             watch_forks(self)
         self._guard.install()
@@ -184,109 +193,6 @@ class Tracker:
                 os.close(devnull)
             except (OSError, ValueError):  # pragma: no cover - a closed or odd handle
                 pass
-
-    def _mlflow_target(self) -> MlflowTarget | None:
-        """Where the run goes in MLflow (``None`` with ``log_to_mlflow=False``). Attaches
-        to ``run_id``, else the caller's active run, else ``MLFLOW_RUN_ID`` (what `mlflow
-        run` sets); otherwise a run is created later, by the recorder thread. A run id the
-        store does not have is a ConfigError."""
-        s = self.settings
-        if not s.log_to_mlflow:
-            return None
-        from greenml.sinks import mlflow as sink
-
-        uri = sink.absolute_uri(s.tracking_uri or sink.default_tracking_uri(self._environ))
-        run_id, owns, named = s.run_id, False, "run_id"
-        if run_id is None:
-            same_store = s.tracking_uri is None or uri == sink.absolute_uri(
-                sink.default_tracking_uri(None)
-            )
-            run_id = sink.active_run_id() if same_store else None
-            if run_id is None and same_store:  # set by `mlflow run` for the job's run
-                env = os.environ if self._environ is None else self._environ
-                run_id, named = env.get("MLFLOW_RUN_ID", "").strip() or None, "MLFLOW_RUN_ID"
-            else:
-                named = ""
-            owns = run_id is None
-        target = sink.MlflowTarget(
-            uri, experiment=s.experiment, run_name=s.run_name, run_id=run_id, owns_run=owns
-        )
-        if run_id is not None and named:
-            if not target.reachable():
-                warn(
-                    f"cannot check {named}={run_id!r}: MLflow at {sink.redact_uri(uri)} does "
-                    "not answer; the run is measured and its records wait in the journal "
-                    "until MLflow is back (or `greenml sync`)"
-                )
-                return target
-            try:
-                target.check_run(run_id, named=named)
-            except ConfigError:
-                raise
-            except Exception as e:  # a malformed URI or a store error: warn, keep measuring
-                warn(f"cannot check {named}={run_id!r} in MLflow at {sink.redact_uri(uri)} ({e})")
-        return target
-
-    def _make_recorder(self, target: MlflowTarget | None) -> Recorder | None:
-        import socket
-        import uuid
-
-        from greenml.sinks.journal import SUFFIX, Journal, MemoryJournal
-
-        s = self.settings
-        if target is None and not s.journal:
-            return None
-        assert self._start_s is not None and self._wall_start_s is not None
-        self.greenml_run_id = uuid.uuid4().hex
-        log: Journal | MemoryJournal = MemoryJournal()
-        if s.journal:
-            path = os.path.join(s.journal_dir, self.greenml_run_id + SUFFIX)
-            try:
-                log = Journal(os.path.abspath(path))
-            except OSError as e:
-                warn(
-                    f"cannot write the journal {path} ({e}); records are kept in memory only "
-                    "and are lost if the process dies (set journal_dir= to a writable folder)"
-                )
-        from greenml.sinks.mlflow import redact_uri
-
-        start = {
-            "greenml_run_id": self.greenml_run_id,
-            "greenml_version": __version__,
-            "node": socket.gethostname(),
-            "pid": os.getpid(),
-            "wall_start_ms": round(self._wall_start_s * 1000),
-            "mlflow": target is not None,
-            "tracking_uri": redact_uri(target.tracking_uri) if target else None,
-            "credentials_redacted": bool(
-                target and redact_uri(target.tracking_uri) != target.tracking_uri
-            ),
-            "run_id": target.run_id if target else None,
-            "owns_run": bool(target and target.owns_run),
-            "experiment": s.experiment,
-            "run_name": s.run_name,
-        }
-        recorder = functools.partial(
-            Recorder,
-            snapshot=self._live_snapshot,
-            gpu_joules=self._gpu_joules_now,
-            target=target,
-            start=start,
-            interval_s=s.log_interval_s,
-            intensity_is_final=self.run_factors.hourly is None,
-            clock=self._clock,
-            start_s=self._start_s,
-            wall_start_s=self._wall_start_s,
-            step=self._current_step,
-        )
-        try:
-            return recorder(journal=log)  # writes the start record
-        except OSError as e:  # a full or read-only disk must not stop the training
-            warn(
-                f"cannot write the journal {log.path} ({e}); records are kept in memory only "
-                "and are lost if the process dies (set journal_dir= to a writable folder)"
-            )
-            return recorder(journal=MemoryJournal())
 
     def stop(self, status: str = "FINISHED") -> Footprint:
         """Stop sampling, compute the footprint and record it (journal, then MLflow).

@@ -1,23 +1,30 @@
-"""The local journal: every record bound for MLflow, written down first.
+"""The local journal: every record bound for a sink (MLflow, the directory sink), written
+down first.
 
 One file per run, ``<journal_dir>/<greenml run id>.jsonl``, one JSON object a line,
 append-only. Each flush ends with ``fsync``, so a crash (even SIGKILL) loses at most what
-was gathered since the last flush. Records carry a sequence number ``seq``; once MLflow
-has a record, a ``sent`` line naming its ``seq`` is appended (nothing is rewritten).
-``greenml sync`` replays the records that have no ``sent`` line.
+was gathered since the last flush. Records carry a sequence number ``seq``; once a target
+has a record, a ``sent`` line naming the target and the ``seq`` is appended (nothing is
+rewritten). ``greenml sync`` replays the records a target has no ``sent`` line for.
 
 Record types (``"t"``):
 
 ``start``     the run: greenml run id, host, pid, wall-clock start, where it logs
-``run``       the MLflow run the records belong to (once it is known) and ``block``, where
-              this block sits in that run (number, first step, the run's totals before
-              it): written before anything is sent, so a replay sends the same values
+              (``targets``: the sinks' names; ``mlflow``, ``tracking_uri``... for MLflow,
+              ``sink_dir`` for the directory sink)
+``run``       per ``target``: the run the records belong to (once it is known); for MLflow
+              also ``block``, where this block sits in that run (number, first step, the
+              run's totals before it): written before anything is sent to the target, so a
+              replay sends the same values
 ``metrics``   one time-series point: ``ts`` (ms), ``step`` (and ``trainer_step``: true when the
               step is the trainer's, from ``Tracker.use_steps``), ``metrics`` {name: value}
 ``params``    params known at the start (the factors)
 ``summary``   the end: metrics, params, tags, footprint, time-series CSV, status
-``sent``      ``seqs`` that MLflow has
+``sent``      ``seqs`` that a ``target`` has
 ``end``       the run's status, written when the process (or sync) ends it
+
+A ``sent`` or ``run`` line without a ``target`` (journals written before sinks had names)
+is MLflow's.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 
 SUFFIX = ".jsonl"
 SEQ_TYPES = ("metrics", "params", "summary")  # the records sync replays
+LEGACY_TARGET = "mlflow"  # the target of sent and run lines that name none
 
 
 class Journal:
@@ -62,10 +70,11 @@ class Journal:
             self._file.flush()
             os.fsync(self._file.fileno())
 
-    def mark_sent(self, seqs: Iterable[int]) -> None:
+    def mark_sent(self, seqs: Iterable[int], target: str = LEGACY_TARGET) -> None:
+        """Record that ``target`` has the records ``seqs`` (on disk before it returns)."""
         seqs = sorted(seqs)
         if seqs:
-            self.append({"t": "sent", "seqs": seqs})
+            self.append({"t": "sent", "target": target, "seqs": seqs})
             self.flush()
 
     def close(self) -> None:
@@ -96,7 +105,7 @@ class MemoryJournal:
     def flush(self) -> None:
         pass
 
-    def mark_sent(self, seqs: Iterable[int]) -> None:
+    def mark_sent(self, seqs: Iterable[int], target: str = LEGACY_TARGET) -> None:
         pass
 
     def close(self) -> None:
@@ -113,13 +122,25 @@ class JournalContents:
     block: dict[str, Any] | None = None  # where the records sit in that run, if recorded
     tracking_uri: str | None = None
     records: list[dict[str, Any]] = field(default_factory=list)  # metrics/params/summary
-    sent: set[int] = field(default_factory=set)
+    sent_to: dict[str, set[int]] = field(default_factory=dict)  # target -> seqs it has
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> its run line
     end: dict[str, Any] | None = None
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
     @property
+    def sent(self) -> set[int]:
+        """The seqs MLflow has."""
+        return self.sent_to.get(LEGACY_TARGET, set())
+
+    @property
     def unsent(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["seq"] not in self.sent]
+        """The records MLflow does not have."""
+        return self.unsent_to(LEGACY_TARGET)
+
+    def unsent_to(self, target: str) -> list[dict[str, Any]]:
+        """The records ``target`` does not have."""
+        sent = self.sent_to.get(target, set())
+        return [r for r in self.records if r["seq"] not in sent]
 
     @property
     def summary(self) -> dict[str, Any] | None:
@@ -149,13 +170,17 @@ def read(path: str | os.PathLike[str]) -> JournalContents:
                 out.run_id = rec.get("run_id") or out.run_id
                 out.tracking_uri = rec.get("tracking_uri")
             elif kind == "run" and isinstance(rec.get("run_id"), str):
-                out.run_id = rec["run_id"]
-                block = rec.get("block")
-                out.block = block if isinstance(block, dict) else None
+                target = str(rec.get("target") or LEGACY_TARGET)
+                out.runs[target] = rec
+                if target == LEGACY_TARGET:
+                    out.run_id = rec["run_id"]
+                    block = rec.get("block")
+                    out.block = block if isinstance(block, dict) else None
             elif kind in SEQ_TYPES and isinstance(rec.get("seq"), int):
                 out.records.append(rec)
             elif kind == "sent" and isinstance(rec.get("seqs"), list):
-                out.sent.update(s for s in rec["seqs"] if isinstance(s, int))
+                seqs = out.sent_to.setdefault(str(rec.get("target") or LEGACY_TARGET), set())
+                seqs.update(s for s in rec["seqs"] if isinstance(s, int))
             elif kind == "end":
                 out.end = rec
             else:

@@ -3,8 +3,9 @@
 :class:`MlflowTarget` sends journal records with ``MlflowClient`` (never the fluent API,
 whose state belongs to the user); the records' metric, param, tag and artifact names and
 their payloads come from :mod:`greenml.schema`. Here: tracking URIs (redaction,
-reachability, MLflow's default), the client, and delivery. ``mlflow`` is imported only
-here, and only when used.
+reachability, MLflow's default), the client, and delivery. It is a
+:class:`~greenml.sinks.base.Target` named ``"mlflow"``. ``mlflow`` is imported only here,
+and only when used.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from greenml.errors import ConfigError, GreenMLError
+from greenml.errors import ConfigError, SinkError
 from greenml.schema import (
     METRIC_DURATION_S,
     TAG_BLOCKS,
@@ -31,6 +32,7 @@ from greenml.schema import (
     run_values,
     status_tag,
 )
+from greenml.sinks.base import where_of
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +56,6 @@ _REJECTED = (
 def is_rejection(e: BaseException) -> bool:
     """Whether the store refused a request (as opposed to not answering)."""
     return getattr(e, "error_code", None) in _REJECTED
-
-
-class SinkError(GreenMLError):
-    """The tracking store could not be reached or refused a record."""
 
 
 # -- tracking URIs ----------------------------------------------------------------------
@@ -136,13 +134,18 @@ def active_run_id() -> str | None:
 
 
 class MlflowTarget:
-    """Sends journal records to one MLflow run through ``MlflowClient``.
+    """Sends journal records to one MLflow run through ``MlflowClient`` (the ``"mlflow"``
+    :class:`~greenml.sinks.base.Target`).
 
     ``run_id`` is the run to log into; when it is ``None`` the run is found by the
     greenml run id tag or created (``ensure_run``). ``owns_run`` says whether greenml
     created the run, and so ends it. :attr:`block` is where the records' block sits in
     the run, set by ``ensure_run``.
     """
+
+    name = "mlflow"
+    label = "MLflow"
+    unreachable_why = "it does not accept connections"
 
     def __init__(
         self,
@@ -177,8 +180,20 @@ class MlflowTarget:
                 raise SinkError(f"cannot use tracking URI {uri}: {e}") from e
         return self._client
 
+    @property
+    def uri(self) -> str:
+        """The tracking URI, credentials redacted."""
+        return redact_uri(self.tracking_uri)
+
+    @property
+    def where(self) -> str:
+        return where_of(self.label, self.uri)
+
     def reachable(self) -> bool:
         return reachable(self.tracking_uri)
+
+    def refused(self, error: BaseException) -> bool:
+        return is_rejection(error)
 
     def run_exists(self, run_id: str) -> bool:
         from mlflow.exceptions import MlflowException
@@ -219,7 +234,7 @@ class MlflowTarget:
 
     def ensure_run(
         self, start: Mapping[str, Any], *, search: bool = True, block: Block | None = None
-    ) -> str:
+    ) -> dict[str, Any]:
         """The run to log into: the known one if it exists here, else the one tagged with
         the greenml run id, else a new one (created with the journal's start time).
         ``search=False`` skips the tag search, for a run id nobody can have used yet.
@@ -227,7 +242,15 @@ class MlflowTarget:
         Sets :attr:`block`: in the known run, ``block`` (what the journal recorded for it)
         if given; else the first block in a run greenml owns (created for these records,
         or found by their own tag); else, in a run it attaches to, the next block after
-        what that run holds (see :meth:`next_block`)."""
+        what that run holds (see :meth:`next_block`).
+
+        Returns the journal's ``run`` line for it: the run id and the block."""
+        self._find_or_create(start, search=search, block=block)
+        return {"run_id": self.run_id, "block": self.block.to_record()}
+
+    def _find_or_create(
+        self, start: Mapping[str, Any], *, search: bool, block: Block | None
+    ) -> None:
         if self.run_id is not None and self.run_exists(self.run_id):
             if block is not None:
                 self.block = block
@@ -235,14 +258,14 @@ class MlflowTarget:
                 self.block = Block()
             else:
                 self.block = self.next_block()
-            return self.run_id
+            return
         self.block = Block()
         gid = str(start["greenml_run_id"])
         found = self.find_run(gid) if search else None
         if found is not None:
             self.run_id, self._history = found, {}
             self.experiment_id = self.client.get_run(found).info.experiment_id
-            return found
+            return
         client = self.client
         name = self.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
         exp_id = "0"
@@ -258,7 +281,6 @@ class MlflowTarget:
         self.run_id, self._history = run.info.run_id, {}
         self.experiment_id = run.info.experiment_id
         self.owns_run = True
-        return self.run_id
 
     def next_block(self) -> Block:
         """The next block in this (attached) run: numbered after the run's

@@ -1,11 +1,14 @@
-"""The recorder: one background thread that writes the journal and feeds MLflow.
+"""The recorder: writes the journal on one thread and feeds the sinks from others.
 
-Every ``log_interval_s`` it takes a snapshot of the run, appends a time-series record
-to the journal, fsyncs, and then sends whatever MLflow does not have yet. Training never
-waits on it: the store is reached only from this thread, and a store that is down is
-detected with one TCP connection (not MLflow's minutes of retries). At the end the
-summary is written to the journal by the caller, so it is on disk before anything is
-sent; the thread then gets a bounded time to deliver it.
+Every ``log_interval_s`` the ticker thread takes a snapshot of the run, appends a
+time-series record to the journal and fsyncs; a sender thread per target (MLflow, the
+directory sink: :class:`~greenml.sinks.base.Target`) then sends whatever that target does
+not have yet. Training never waits on it: a target is reached only from its own sender
+thread, a slow or hanging target delays no other, and a target that is down is detected
+cheaply (for MLflow, one TCP connection rather than MLflow's minutes of retries). At the
+end the summary is written to the journal by the caller, so it is on disk before anything
+is sent; the senders then share one bounded wait to deliver it. The recorder knows the
+targets only through their protocol; each keeps its own queue, state and ``sent`` marks.
 
 MLflow knows a point by its name, step, millisecond timestamp and value, and ``greenml
 sync`` skips the points a run already has. So no two records of a run may share a
@@ -22,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -30,29 +33,45 @@ from typing import Any
 from greenml import schema
 from greenml.errors import warn
 from greenml.footprint import Footprint
-from greenml.sinks.mlflow import MlflowTarget, is_rejection, redact_uri
+from greenml.sinks.base import Target
 
 logger = logging.getLogger(__name__)
 
 THREAD_NAME = "greenml-recorder"
-SENDER_NAME = "greenml-sender"
+SENDER_NAME = "greenml-sender"  # one per target: greenml-sender-<target name>
 MAX_CSV_ROWS = 1000  # timeseries.csv keeps at most this many rows (evenly thinned)
-FINAL_TIMEOUT_S = 15.0  # how long the end of a run waits for MLflow to take the summary
+FINAL_TIMEOUT_S = 15.0  # how long the end of a run waits for the targets to take the summary
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """Where a run's records went: the MLflow run (once known) and the journal."""
+    """Where a run's records went in one target (``Tracker.mlflow``: MLflow's): its run
+    (once known) and the journal."""
 
     uri: str | None  # credentials redacted
     run_id: str | None
     experiment_id: str | None
-    delivered: bool  # MLflow has every record, the summary included
+    delivered: bool  # the target has every record, the summary included
     journal: str | None  # the journal file, or None with journal=False
 
 
+class _Lane:
+    """One target's side of the recorder: its queue, its sender thread and its state."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.pending: list[dict[str, Any]] = []  # guarded by the recorder's _pending_lock
+        self.retry: set[int] = set()  # seqs whose send failed midway: replay with dedupe
+        self.down = False  # warned about the target being away, not yet back
+        self.run_known = False
+        self.tried_run = False  # an attempt to create the target's run was made
+        self.wake = threading.Event()  # something new to send
+        self.send_lock = threading.Lock()  # one delivery at a time
+        self.thread: threading.Thread | None = None
+
+
 class Recorder:
-    """Journal + MLflow for one run. ``snapshot`` returns the figures so far."""
+    """The journal and the targets of one run. ``snapshot`` returns the figures so far."""
 
     def __init__(
         self,
@@ -60,7 +79,7 @@ class Recorder:
         snapshot: Callable[[], Footprint | None],
         gpu_joules: Callable[[], tuple[float, dict[int, float]]] | None = None,
         journal: Any,  # Journal | MemoryJournal
-        target: MlflowTarget | None,
+        targets: Sequence[Target],
         start: dict[str, Any],
         interval_s: float,
         intensity_is_final: bool = True,
@@ -74,7 +93,10 @@ class Recorder:
         self._step = step  # the trainer's step now, or None: seconds since the start
         self._gpu_joules = gpu_joules
         self.journal = journal
-        self.target = target
+        self.targets = tuple(targets)
+        if len({t.name for t in self.targets}) != len(self.targets):
+            raise ValueError(f"two targets share a name: {[t.name for t in self.targets]}")
+        self._lanes = [_Lane(t) for t in self.targets]
         self._start = start
         self._interval_s = interval_s
         self._intensity_is_final = intensity_is_final
@@ -83,18 +105,10 @@ class Recorder:
         self._wall_start_s = time.time() if wall_start_s is None else wall_start_s
         self._final_timeout_s = final_timeout_s
         self._stop = threading.Event()  # ends the ticker
-        self._wake = threading.Event()  # something new to send
         self._ticker: threading.Thread | None = None
-        self._thread: threading.Thread | None = None  # the sender
-        self._send_lock = threading.Lock()  # one delivery at a time
-        self._pending_lock = threading.Lock()  # guards _pending only (held briefly)
+        self._pending_lock = threading.Lock()  # guards the lanes' pending (held briefly)
         self._rows_lock = threading.Lock()  # ticks vs the end of the run
-        self._pending: list[dict[str, Any]] = []
-        self._retry: set[int] = set()  # seqs whose send failed midway: replay with dedupe
-        self._noted: set[str] = set()  # warnings about kept params, said once
-        self._down = False  # warned about the store being away, not yet back
-        self._run_known = False
-        self._tried_run = False  # an attempt to create the MLflow run was made
+        self._noted: set[str] = set()  # notes from the targets (kept params...), said once
         self._rows: list[dict[str, float]] = []
         self._stride = 1  # keep one tick's row in ``stride`` (doubles as rows thin out)
         self._ticks = 0
@@ -112,16 +126,28 @@ class Recorder:
     def where(self) -> str:
         return self.journal_file or "memory (journal=False)"
 
+    @property
+    def greenml_run_id(self) -> str:
+        return str(self._start["greenml_run_id"])
+
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the two threads: one writes a point every interval (never delayed by
-        the network), the other sends what is pending whenever there is something new."""
+        """Start the threads: the ticker writes a point every interval (never delayed by
+        the network); each target's sender sends what is pending whenever there is
+        something new."""
         self._ticker = threading.Thread(target=self._tick_loop, name=THREAD_NAME, daemon=True)
-        self._thread = threading.Thread(target=self._send_loop, name=SENDER_NAME, daemon=True)
+        for lane in self._lanes:
+            lane.thread = threading.Thread(
+                target=self._send_loop,
+                args=(lane,),
+                name=f"{SENDER_NAME}-{lane.target.name}",
+                daemon=True,
+            )
         self._ticker.start()
-        if self.target is not None:
-            self._thread.start()
+        for lane in self._lanes:
+            assert lane.thread is not None
+            lane.thread.start()
 
     def _tick_loop(self) -> None:
         while True:
@@ -133,7 +159,8 @@ class Recorder:
                     f"recording a time-series point failed ({type(e).__name__}: {e}); "
                     "the run goes on, its time series may have gaps"
                 )
-            self._wake.set()
+            for lane in self._lanes:
+                lane.wake.set()
             # points on a fixed grid: a slow tick does not shift the next ones, and a late
             # one brings no burst of catch-up points (the next is at least half an interval
             # away, so two points never share a millisecond)
@@ -142,16 +169,16 @@ class Recorder:
             if self._stop.wait(max(self._start_s + k * self._interval_s - self._clock(), 0.0)):
                 return
 
-    def _send_loop(self) -> None:
+    def _send_loop(self, lane: _Lane) -> None:
         while True:
-            self._wake.wait()
-            self._wake.clear()
-            self._deliver()
-            if self._finished and (not self._pending or self._down):
-                return  # all sent, or the store is away at the end: the journal keeps it
+            lane.wake.wait()
+            lane.wake.clear()
+            self._deliver(lane)
+            if self._finished and (not lane.pending or lane.down):
+                return  # all sent, or the target is away at the end: the journal keeps it
 
     def tick(self, fp: Footprint | None = None) -> dict[str, Any]:
-        """Record one time-series point (journal first) and queue it for MLflow."""
+        """Record one time-series point (journal first) and queue it for the targets."""
         with self._rows_lock:
             if self._finished:
                 return {}
@@ -199,7 +226,7 @@ class Recorder:
 
     def finish(self, fp: Footprint, status: str) -> None:
         """Write the summary to the journal (on disk before this returns), stop the
-        thread and give it ``final_timeout_s`` to deliver everything to MLflow."""
+        threads and give the senders ``final_timeout_s`` (together) to deliver everything."""
         with self._rows_lock:
             if self._finished:
                 return
@@ -233,123 +260,132 @@ class Recorder:
         self.journal.flush()
         if self._ticker is not None:
             self._ticker.join(5.0)
-        if self.target is None:
+        if not self._lanes:
             self.journal.close()
             return
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            self._deliver()
-        else:
-            self._wake.set()
-            thread.join(self._final_timeout_s)
-            if thread.is_alive():
+        # one deadline for every target: the end of the run waits at most final_timeout_s
+        deadline = time.monotonic() + self._final_timeout_s
+        waiting: list[_Lane] = []
+        for lane in self._lanes:
+            if lane.thread is None or not lane.thread.is_alive():
+                self._deliver(lane)  # never started (or already gone): deliver here
+            else:
+                lane.wake.set()
+                waiting.append(lane)
+        lingering: list[_Lane] = []
+        for lane in waiting:
+            assert lane.thread is not None
+            lane.thread.join(max(deadline - time.monotonic(), 0.0))
+            if lane.thread.is_alive():
+                lingering.append(lane)
                 warn(
-                    f"MLflow at {redact_uri(self.target.tracking_uri)} did not take the run's "
-                    f"summary within {self._final_timeout_s:.0f} s; it is safe in the journal "
-                    f"{self.where}: run `greenml sync` to send it"
+                    f"{lane.target.where} did not take the run's summary within "
+                    f"{self._final_timeout_s:.0f} s; it is safe in the journal {self.where}: "
+                    "run `greenml sync` to send it"
                 )
-                return  # the sender may still deliver; the journal stays open for it
-        if self._pending:
-            warn(
-                f"{len(self._pending)} record(s) of this run, its summary among them, are not "
-                f"in MLflow ({redact_uri(self.target.tracking_uri)}); they are safe in the "
-                f"journal {self.where}: run `greenml sync` to send them"
-            )
-        self.journal.close()
+        for lane in self._lanes:
+            if lane.pending and lane not in lingering:
+                t = lane.target
+                warn(
+                    f"{len(lane.pending)} record(s) of this run, its summary among them, are "
+                    f"not in {t.label} ({t.uri}); they are safe in the journal {self.where}: "
+                    "run `greenml sync` to send them"
+                )
+        if not lingering:  # else a sender may still deliver: the journal stays open for it
+            self.journal.close()
 
-    def delivery(self) -> Delivery:
-        t = self.target
+    def delivery(self, target: str = "mlflow") -> Delivery:
+        """Where the records went in the target named ``target`` (by default MLflow's,
+        for ``Tracker.mlflow``); all ``None`` and not delivered if the run has no such
+        target."""
+        lane = next((x for x in self._lanes if x.target.name == target), None)
+        if lane is None:
+            return Delivery(None, None, None, delivered=False, journal=self.journal_file)
+        t = lane.target
         with self._pending_lock:
-            delivered = t is not None and self._run_known and not self._pending
+            delivered = lane.run_known and not lane.pending
         return Delivery(
-            uri=redact_uri(t.tracking_uri) if t is not None else None,
-            run_id=t.run_id if t is not None else None,
-            experiment_id=t.experiment_id if t is not None else None,
+            uri=t.uri,
+            run_id=t.run_id,
+            experiment_id=t.experiment_id,
             delivered=delivered,
             journal=self.journal_file,
         )
 
-    # -- MLflow ---------------------------------------------------------------------
+    # -- the targets ----------------------------------------------------------------
 
     def _queue(self, record: dict[str, Any]) -> None:
-        if self.target is not None:
-            with self._pending_lock:
-                self._pending.append(record)
+        with self._pending_lock:
+            for lane in self._lanes:
+                lane.pending.append(record)
 
-    def _deliver(self) -> None:
-        """Send the pending records in order; stop at the first failure (kept for the
-        next try, or for ``greenml sync``). The ticker only ever waits for the short
-        ``_pending_lock``, never for the network."""
-        target = self.target
-        if target is None:
-            return
-        with self._send_lock:  # one delivery at a time
-            if not self._pending:
+    def _deliver(self, lane: _Lane) -> None:
+        """Send the lane's pending records in order; stop at the first failure (kept for
+        the next try, or for ``greenml sync``). The ticker only ever waits for the short
+        ``_pending_lock``, never for a target."""
+        target = lane.target
+        with lane.send_lock:  # one delivery at a time
+            if not lane.pending:
                 return
             if not target.reachable():
-                self._went_down("it does not accept connections")
+                self._went_down(lane, target.unreachable_why)
                 return
             sent: list[int] = []
             try:
-                if not self._run_known:
+                if not lane.run_known:
                     # a fresh greenml run id is in no store yet, unless an earlier try
                     # created the run and lost the answer: only then search by its tag
-                    search, self._tried_run = self._tried_run, True
-                    target.ensure_run(self._start, search=search)
+                    search, lane.tried_run = lane.tried_run, True
+                    placed = target.ensure_run(self._start, search=search)
                     # on disk before any record is sent in this place, so that a replay
                     # places the rest of them the same way
-                    block = target.block.to_record()
-                    self.journal.append({"t": "run", "run_id": target.run_id, "block": block})
+                    self.journal.append({"t": "run", "target": target.name, **placed})
                     self.journal.flush()
-                    self._run_known = True
+                    lane.run_known = True
                 while True:
                     with self._pending_lock:
-                        if not self._pending:
+                        if not lane.pending:
                             break
-                        rec = self._pending[0]
+                        rec = lane.pending[0]
                     try:
-                        notes = target.send(rec, dedupe=rec["seq"] in self._retry)
+                        notes = target.send(rec, dedupe=rec["seq"] in lane.retry)
                     except Exception as e:
-                        if not is_rejection(e):
-                            self._retry.add(rec["seq"])  # it may have partly arrived
+                        if not target.refused(e):
+                            lane.retry.add(rec["seq"])  # it may have partly arrived
                             raise
                         # refused, not unanswered: retrying cannot help, and it must not
                         # hold up the records behind it; it stays unsent in the journal
                         warn(
-                            f"MLflow refused a record of this run ({str(e).splitlines()[0]}); "
-                            f"it stays in the journal {self.where}"
+                            f"{target.label} refused a record of this run "
+                            f"({str(e).splitlines()[0]}); it stays in the journal {self.where}"
                         )
                         notes = None
                     else:
-                        self._retry.discard(rec["seq"])
+                        lane.retry.discard(rec["seq"])
                         sent.append(rec["seq"])
                     for note in notes or ():
                         if note not in self._noted:
                             self._noted.add(note)
                             warn(note)
                     with self._pending_lock:
-                        self._pending.pop(0)
+                        lane.pending.pop(0)
             except Exception as e:
-                self._went_down(str(e).splitlines()[0] if str(e) else type(e).__name__)
+                self._went_down(lane, str(e).splitlines()[0] if str(e) else type(e).__name__)
                 return
             finally:
-                self.journal.mark_sent(sent)
-            if self._down:
-                warn(
-                    f"MLflow at {redact_uri(target.tracking_uri)} is back; the waiting records "
-                    "were sent"
-                )
-                self._down = False
+                self.journal.mark_sent(sent, target.name)
+            if lane.down:
+                warn(f"{target.where} is back; the waiting records were sent")
+                lane.down = False
 
-    def _went_down(self, why: str) -> None:
-        if not self._down:
-            assert self.target is not None
+    def _went_down(self, lane: _Lane, why: str) -> None:
+        if not lane.down:
             warn(
-                f"MLflow at {redact_uri(self.target.tracking_uri)} cannot be reached ({why}). "
-                f"Training continues; the records wait in the journal {self.where} and are "
-                "sent when it is back, or run `greenml sync`."
+                f"{lane.target.where} cannot be reached ({why}). Training continues; the "
+                f"records wait in the journal {self.where} and are sent when it is back, or "
+                "run `greenml sync`."
             )
-            self._down = True
+            lane.down = True
 
     # -- timeseries.csv ---------------------------------------------------------------
 

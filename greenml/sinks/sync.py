@@ -9,6 +9,10 @@ their steps and totals); send every record without a ``sent`` mark, skipping met
 the run already has (so a second sync, or a sync after a send whose answer was lost,
 duplicates nothing), and mark them sent. A run whose process died without a summary
 (SIGKILL, power loss) is ended as ``KILLED`` with the figures of its last recorded point.
+
+The journal's ``sent`` marks are per target: what counts here is MLflow's. A run that also
+had the directory sink, whose folder could not be written for part of the run, gets the
+records the folder missed written there first (and marked as the folder's).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from greenml.schema import Block
 from greenml.sinks import journal as jr
+from greenml.sinks.directory import DirectoryTarget
 from greenml.sinks.mlflow import (
     MlflowTarget,
     absolute_uri,
@@ -45,6 +50,9 @@ class SyncResult:
     unreachable: bool = False  # the store did not accept a connection: nothing was tried
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # params the run already had, kept
+    folder: str | None = None  # the directory sink's folder, if records were written there
+    folder_sent: int = 0  # records written there now
+    folder_error: str | None = None  # the folder could not be written
 
 
 def sync_all(
@@ -84,6 +92,7 @@ def sync_file(
     if start is None:
         result.skipped = "no start record (not a greenml journal, or its first line is lost)"
         return result
+    _fill_folder(contents, result)
     if not start.get("mlflow", True) and not include_local:
         result.skipped = "recorded with log_to_mlflow=False (use --include-local to send it)"
         return result
@@ -128,12 +137,11 @@ def sync_file(
         elif contents.sent:
             recorded = Block()  # an older journal, partly sent as a run's only block
         known = target.run_id
-        run_id = target.ensure_run(start, block=recorded)
-        result.run_id = run_id
+        placed = target.ensure_run(start, block=recorded)
+        run_id = result.run_id = target.run_id
         if run_id != known or recorded is None:
             # on disk before anything is sent, so a later replay places the records alike
-            block = target.block.to_record()
-            journal.append({"t": "run", "run_id": run_id, "block": block, "by": "sync"})
+            journal.append({"t": "run", "target": target.name, **placed, "by": "sync"})
             journal.flush()
         sent: list[int] = []
         try:
@@ -141,7 +149,7 @@ def sync_file(
                 result.notes.extend(target.send(rec, dedupe=True))
                 sent.append(rec["seq"])
         finally:
-            journal.mark_sent(sent)
+            journal.mark_sent(sent, target.name)
             result.sent = len(sent)
         if needs_end:
             last = max((r["ts"] for r in contents.records if "ts" in r), default=None)
@@ -153,6 +161,43 @@ def sync_file(
     finally:
         journal.close()
     return result
+
+
+def _fill_folder(contents: jr.JournalContents, result: SyncResult) -> None:
+    """Write the records the directory sink has no ``sent`` mark for (its folder could
+    not be written during the run) and mark them; a journal without the directory sink,
+    or with nothing missing, is not touched. A run still going is left to its process."""
+    start = contents.start or {}
+    folder = start.get("sink_dir")
+    name = DirectoryTarget.name
+    unsent = contents.unsent_to(name)
+    if name not in (start.get("targets") or ()) or not isinstance(folder, str) or not unsent:
+        return
+    if contents.end is None and _still_running(start):
+        return
+    target = DirectoryTarget(folder)
+    result.folder = target.uri
+    if not target.reachable():
+        result.folder_error = f"{target.where} cannot be reached ({target.unreachable_why})"
+        return
+    journal = jr.Journal(contents.path)
+    sent: list[int] = []
+    try:
+        placed = target.ensure_run(start, search=True)
+        if name not in contents.runs:
+            journal.append({"t": "run", "target": name, **placed, "by": "sync"})
+            journal.flush()
+        for rec in unsent:
+            target.send(rec, dedupe=True)
+            sent.append(rec["seq"])
+        if contents.end is None and contents.summary is None:
+            target.end("KILLED")
+    except Exception as e:
+        result.folder_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+    finally:
+        journal.mark_sent(sent, name)
+        journal.close()
+        result.folder_sent = len(sent)
 
 
 def _journal_uri(start: dict[str, object]) -> str | None:

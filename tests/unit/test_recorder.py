@@ -36,7 +36,7 @@ def _recorder() -> Recorder:
     return Recorder(
         snapshot=lambda: None,
         journal=MemoryJournal(),
-        target=None,
+        targets=(),
         start={"greenml_run_id": "r", "node": "n"},
         interval_s=30.0,
         wall_start_s=1_700_000_000.0,
@@ -85,7 +85,7 @@ def test_a_gpu_without_a_rate_yet_gets_no_power_until_it_has_one() -> None:
         snapshot=lambda: None,
         gpu_joules=lambda: next(live),
         journal=MemoryJournal(),
-        target=None,
+        targets=(),
         start={"greenml_run_id": "r", "node": "n"},
         interval_s=0.3,
         wall_start_s=0.0,
@@ -117,7 +117,7 @@ def test_the_summary_is_a_point_of_its_own_after_the_last_one(
     rec = Recorder(
         snapshot=lambda: None,
         journal=Journal(tmp_path / "run.jsonl"),
-        target=None,
+        targets=(),
         start={"greenml_run_id": "r", "node": "n"},
         interval_s=0.2,
         wall_start_s=1_700_000_000.0,
