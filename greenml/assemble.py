@@ -13,14 +13,19 @@ can never compute CO2e, cost or embodied carbon two ways.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors
 from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, compute
+
+if TYPE_CHECKING:
+    from greenml.factors.hourly import HourlyIntensity
+    from greenml.sampler import ChannelState
 
 
 @dataclass(frozen=True)
@@ -155,3 +160,119 @@ def assemble(
         embodied_co2e_kg=embodied,
         factors=tuple(extra_factors) + fp.factors + tuple(embodied_factors),
     )
+
+
+# -- a run's ledger -> its usage ---------------------------------------------------------
+
+_METHOD_RANK = {"counter": 0, "sampled": 1, "estimated": 2}
+
+
+def usage_from_ledger(
+    states: Mapping[str, ChannelState],
+    *,
+    duration_s: float,
+    phase_durations: Mapping[str, float],
+    phase_names: Sequence[str],
+    flags: Sequence[str] = (),
+) -> Usage:
+    """A run's usage from its ledger's channel states: IT energy per kind and phase, each
+    device with its method and troubles, and the flags they raise (``device_lost:<key>``,
+    ``read_errors:<key>``, ``estimated:<kind>``) after ``flags``."""
+    out_flags = list(flags)
+    devices = []
+    per_kind = {"gpu": 0.0, "cpu": 0.0, "ram": 0.0}
+    phase_kind: dict[str, dict[str, float]] = {}
+    for st in states.values():
+        ch = st.channel
+        per_kind[ch.kind] += st.energy_j
+        for name, j in st.phase_j.items():
+            phase_kind.setdefault(name, {"gpu": 0.0, "cpu": 0.0, "ram": 0.0})[ch.kind] += j
+        devices.append(
+            DeviceEnergy(
+                key=ch.key,
+                kind=ch.kind,
+                name=ch.name,
+                method=ch.method,
+                energy_kwh=st.energy_j / J_PER_KWH,
+                index=ch.index,
+                uuid=ch.uuid,
+                power_limit_w=ch.power_limit_w,
+                share=ch.share,
+                simulated=ch.simulated,
+                read_errors=st.errors,
+                lost=st.lost_at_s is not None,
+                extrapolated_s=st.extrapolated_s,
+                details=ch.details,
+            )
+        )
+        if st.lost_at_s is not None:
+            out_flags.append(f"device_lost:{ch.key}")
+        if st.errors:
+            out_flags.append(f"read_errors:{ch.key}")
+        if ch.method == "estimated":
+            out_flags.append(f"estimated:{ch.kind}")
+    phases = {}
+    for name in phase_names:
+        j = phase_kind.get(name, {"gpu": 0.0, "cpu": 0.0, "ram": 0.0})
+        phases[name] = Usage(phase_durations.get(name, 0.0), j["gpu"], j["cpu"], j["ram"])
+    return Usage(
+        duration_s=duration_s,
+        gpu_j=per_kind["gpu"],
+        cpu_j=per_kind["cpu"],
+        ram_j=per_kind["ram"],
+        phases=MappingProxyType(phases),
+        devices=tuple(devices),
+        measurement=measurement_of(devices),
+        flags=tuple(out_flags),
+    )
+
+
+def measurement_of(devices: Sequence[DeviceEnergy]) -> str:
+    """The run's ``greenml.measurement`` tag: ``simulated`` if any device was simulated;
+    else the weakest method among the GPUs, or among all devices when there is no GPU."""
+    if any(d.simulated for d in devices):
+        return "simulated"
+    pool = [d for d in devices if d.kind == "gpu"] or list(devices)
+    if not pool:
+        return "estimated"
+    return max((d.method for d in pool), key=lambda m: _METHOD_RANK.get(m, 3))
+
+
+def hourly_grid(
+    table: HourlyIntensity,
+    states: Mapping[str, ChannelState],
+    *,
+    epoch_offset_s: float,
+    start_s: float,
+    end_s: float,
+) -> Factor | None:
+    """The energy-weighted intensity of the hours a run's energy was used in: each stretch
+    of each channel's power series, placed in wall-clock time (monotonic + offset)."""
+    intervals = [
+        (
+            p.t_start_s + epoch_offset_s,
+            p.t_end_s + epoch_offset_s,
+            p.power_w * (p.t_end_s - p.t_start_s),
+        )
+        for st in states.values()
+        for p in st.series.points
+    ]
+    total_j = sum(st.energy_j for st in states.values())
+    if not intervals and total_j > 0:
+        intervals = [(start_s + epoch_offset_s, end_s + epoch_offset_s, total_j)]
+    if not intervals:
+        return None
+    return table.factor(table.weighted(intervals))
+
+
+def allocation_for(rf: RunFactors, gpus_measured: int) -> Allocation:
+    """The hardware a run is charged for. On a cloud instance: ``instance_share`` if
+    given, else GPUs measured / GPUs on the instance, for the cost and the server's
+    embodied carbon alike; a run that measures no GPU there gives no basis for a share
+    and is charged the whole instance (what was rented). Elsewhere: the GPUs measured."""
+    from greenml.factors.prices import job_share
+
+    if rf.gpu_count_on_instance is not None:
+        share = job_share(gpus_measured or None, rf.gpu_count_on_instance, rf.share_override)
+        return Allocation(share, rf.gpu_count_on_instance, server_share=share)
+    return Allocation(rf.share_override or 1.0, gpus_measured)

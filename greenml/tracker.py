@@ -23,6 +23,7 @@ footprint's ``flags`` and never raised into the training code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import logging
@@ -34,23 +35,29 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from greenml import config
-from greenml.assemble import Allocation, Usage, assemble, combined, usage_of
+from greenml.assemble import (
+    Usage,
+    allocation_for,
+    assemble,
+    combined,
+    hourly_grid,
+    usage_from_ledger,
+    usage_of,
+)
 from greenml.errors import GreenMLError, note_run_site, warn
-from greenml.factors.hourly import HourlyIntensity
 from greenml.factors.resolve import resolve_run_factors
-from greenml.footprint import DeviceEnergy, Factor, Footprint
+from greenml.footprint import Footprint
 from greenml.meters.base import Clock, Meter
 from greenml.meters.registry import default_meters
-from greenml.sampler import ChannelState, Ledger, Sampler
+from greenml.sampler import Ledger, Sampler
 from greenml.signals import SigtermGuard, unwatch_forks, watch_forks
 from greenml.sinks import setup as sink_setup
+from greenml.sinks.base import Target
 from greenml.sinks.recorder import Delivery, Recorder
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_METHOD_RANK = {"counter": 0, "sampled": 1, "estimated": 2}
 
 
 class Tracker:
@@ -66,6 +73,7 @@ class Tracker:
         self,
         *,
         meters: Sequence[Meter] | Callable[[], Sequence[Meter]] | None = None,
+        sinks: Sequence[Target] = (),
         clock: Clock = time.monotonic,
         environ: Mapping[str, str] | None = None,
         config_dir: str | None = None,
@@ -76,6 +84,7 @@ class Tracker:
         # unknown one is a ConfigError listing the valid names.
         self._arguments = {k: v for k, v in settings.items() if v is not None}
         self._environ = environ
+        self._sinks = list(sinks)  # targets of the caller's own, beside the configured ones
         self._config_dir = config_dir
         self.settings = config.resolve(
             self._arguments, environ=environ, config_dir=config_dir, voice=voice
@@ -121,7 +130,7 @@ class Tracker:
                     "(use greenml.track(...) again, or the decorator, for another)"
                 )
             # where the records go; a bad run_id fails here, before any meter
-            targets = sink_setup.open_targets(self.settings, self._environ)
+            targets = [*sink_setup.open_targets(self.settings, self._environ), *self._sinks]
             if callable(self._given_meters):
                 self._meters, self._flags = list(self._given_meters()), []
             elif self._given_meters is not None:
@@ -297,6 +306,7 @@ class Tracker:
         return Tracker(
             **self._arguments,
             meters=self._given_meters,
+            sinks=self._sinks,
             clock=self._clock,
             environ=self._environ,
             config_dir=self._config_dir,
@@ -423,131 +433,44 @@ class Tracker:
             )
         self._sampler.sample()
 
-    def _grid(self, states: Mapping[str, ChannelState], end_s: float) -> Factor | None:
-        """The location-based intensity: the resolved one, else the hourly-weighted one."""
-        rf = self.run_factors
-        if rf.grid is None and rf.hourly is not None:
-            return self._hourly_factor(rf.hourly, states, end_s)
-        return rf.grid
-
-    def _hourly_factor(
-        self, table: HourlyIntensity, states: Mapping[str, ChannelState], end_s: float
-    ) -> Factor | None:
-        """The energy-weighted intensity of the hours the run's energy was used in."""
-        assert self._start_s is not None and self._wall_start_s is not None
-        offset = self._wall_start_s - self._start_s  # monotonic -> epoch seconds
-        intervals = [
-            (p.t_start_s + offset, p.t_end_s + offset, p.power_w * (p.t_end_s - p.t_start_s))
-            for st in states.values()
-            for p in st.series.points
-        ]
-        total_j = sum(st.energy_j for st in states.values())
-        if not intervals and total_j > 0:
-            intervals = [(self._start_s + offset, end_s + offset, total_j)]
-        if not intervals:
-            return None
-        return table.factor(table.weighted(intervals))
-
     def _build(self, now_s: float, *, final: bool) -> Footprint:
+        """The footprint so far (``final=False``) or at the end: the ledger's usage (plus a
+        resumed job's earlier part) through :func:`greenml.assemble.assemble`."""
         assert self._ledger is not None and self._start_s is not None
+        assert self._wall_start_s is not None
         states = self._ledger.totals()
         end = now_s if self._stop_s is None else self._stop_s
-        loc = self.run_factors.location
-        location = (loc.text or loc.zone) if loc is not None else self.settings.location
-        flags = list(self._flags) + list(self.run_factors.flags)
-        devices = []
-        per_kind: dict[str, float] = {"gpu": 0.0, "cpu": 0.0, "ram": 0.0}
-        phase_kind: dict[str, dict[str, float]] = {}
-        for st in states.values():
-            ch = st.channel
-            per_kind[ch.kind] += st.energy_j
-            for name, j in st.phase_j.items():
-                phase_kind.setdefault(name, {"gpu": 0.0, "cpu": 0.0, "ram": 0.0})[ch.kind] += j
-            devices.append(
-                DeviceEnergy(
-                    key=ch.key,
-                    kind=ch.kind,
-                    name=ch.name,
-                    method=ch.method,
-                    energy_kwh=st.energy_j / 3.6e6,
-                    index=ch.index,
-                    uuid=ch.uuid,
-                    power_limit_w=ch.power_limit_w,
-                    share=ch.share,
-                    simulated=ch.simulated,
-                    read_errors=st.errors,
-                    lost=st.lost_at_s is not None,
-                    extrapolated_s=st.extrapolated_s,
-                    details=ch.details,
-                )
-            )
-            if st.lost_at_s is not None:
-                flags.append(f"device_lost:{ch.key}")
-            if st.errors:
-                flags.append(f"read_errors:{ch.key}")
-            if ch.method == "estimated":
-                flags.append(f"estimated:{ch.kind}")
-        flags.extend(self._ledger.warnings)
-        durations = self._ledger.phase_durations(now_s)
-        phases = {}
-        for name in self._ledger.phase_names():
-            j = phase_kind.get(name, {"gpu": 0.0, "cpu": 0.0, "ram": 0.0})
-            phases[name] = Usage(durations.get(name, 0.0), j["gpu"], j["cpu"], j["ram"])
-        usage = Usage(
+        rf = self.run_factors
+        usage = usage_from_ledger(
+            states,
             duration_s=end - self._start_s,
-            gpu_j=per_kind["gpu"],
-            cpu_j=per_kind["cpu"],
-            ram_j=per_kind["ram"],
-            phases=phases,
-            devices=tuple(devices),
-            measurement=_measurement(devices),
-            flags=tuple(flags),
+            phase_durations=self._ledger.phase_durations(now_s),
+            phase_names=self._ledger.phase_names(),
+            flags=[*self._flags, *rf.flags],
         )
+        usage = dataclasses.replace(usage, flags=usage.flags + tuple(self._ledger.warnings))
         if self._carried is not None:
             usage = combined(usage, self._carried)
+        grid = rf.grid
+        if grid is None and rf.hourly is not None:
+            grid = hourly_grid(
+                rf.hourly,
+                states,
+                epoch_offset_s=self._wall_start_s - self._start_s,
+                start_s=self._start_s,
+                end_s=end,
+            )
+        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
+        loc = rf.location
         return assemble(
             usage,
-            self.run_factors,
-            self._allocation(states),
-            grid=self._grid(states, end),
-            location=location,
+            rf,
+            allocation_for(rf, gpus),
+            grid=grid,
+            location=(loc.text or loc.zone) if loc is not None else self.settings.location,
             instance_type=self.settings.instance_type,
             final=final,
         )
-
-    def _allocation(self, states: Mapping[str, ChannelState]) -> Allocation:
-        """The hardware charged. On a cloud instance: the share of it the job used
-        (:meth:`_instance_share`), for the cost and the server's embodied carbon alike;
-        else the GPUs measured, whole."""
-        rf = self.run_factors
-        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
-        if rf.gpu_count_on_instance is not None:
-            share = self._instance_share(states)
-            return Allocation(share, rf.gpu_count_on_instance, server_share=share)
-        return Allocation(rf.share_override or 1.0, gpus)
-
-    def _instance_share(self, states: Mapping[str, ChannelState]) -> float:
-        """The share of the instance the job is charged for (cost and embodied carbon
-        alike): ``instance_share`` if given, else GPUs measured / GPUs on the instance.
-        A run that measures no GPU on a GPU instance gives no basis for a share: it is
-        charged the whole instance (what was rented), flagged ``whole_instance``."""
-        from greenml.factors.prices import job_share
-
-        rf = self.run_factors
-        assert rf.gpu_count_on_instance is not None
-        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
-        return job_share(gpus or None, rf.gpu_count_on_instance, rf.share_override)
-
-
-def _measurement(devices: list[DeviceEnergy]) -> str:
-    """The run's ``greenml.measurement`` tag: ``simulated`` if any device was simulated;
-    else the weakest method among the GPUs, or among all devices when there is no GPU."""
-    if any(d.simulated for d in devices):
-        return "simulated"
-    pool = [d for d in devices if d.kind == "gpu"] or devices
-    if not pool:
-        return "estimated"
-    return max((d.method for d in pool), key=lambda m: _METHOD_RANK.get(m, 3))
 
 
 def _signature() -> inspect.Signature:

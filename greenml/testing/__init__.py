@@ -10,6 +10,7 @@
 - :class:`FakePowercap`: a Linux powercap (RAPL) tree in a temporary folder.
 - :class:`ManualClock`: a monotonic clock that moves only when told to.
 - :class:`ConstantMeter`: a meter drawing constant power, for figures known by hand.
+- :class:`MemorySink`: a sink that keeps what MLflow would get, in memory.
 
 Names are imported lazily so ``import greenml.testing`` stays cheap.
 """
@@ -22,6 +23,7 @@ from typing import Any
 _EXPORTS = {
     "ManualClock": "greenml.testing.clock",
     "ConstantMeter": "greenml.testing.meters",
+    "MemorySink": "greenml.testing.sinks",
     "SimulatedNVML": "greenml.testing.nvml_sim",
     "SimGPU": "greenml.testing.nvml_sim",
     "SimulatedAMDSMI": "greenml.testing.amd_sim",

@@ -51,3 +51,11 @@ def test_pytest_example_passes(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 passed" in out.stdout
+
+
+def test_memory_sink_example_runs(tmp_path):
+    block = next(b for b in python_blocks() if "MemorySink" in b)
+    out = subprocess.run(
+        [sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr

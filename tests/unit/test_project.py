@@ -24,3 +24,9 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_readme_demo_command_is_the_demo():
     demo_cmd = next(c for c in readme_commands() if "greenml demo" in c)
     assert demo_cmd == "pip install . && greenml demo --simulated-gpu"
+
+
+def test_no_two_test_files_share_a_name():
+    # without packages, pytest imports test modules by basename: a clash stops collection
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
