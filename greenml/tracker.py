@@ -193,15 +193,8 @@ class Tracker:
         what it was; the inherited journal file is pointed at /dev/null so that the
         child's exit cannot write the parent's unflushed bytes a second time. The
         threads, and any lock they held, did not come along; nothing here takes a lock."""
-        journal = getattr(self._recorder, "journal", None)
-        handle = getattr(journal, "_file", None)
-        if handle is not None:
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, handle.fileno())
-                os.close(devnull)
-            except (OSError, ValueError):  # pragma: no cover - a closed or odd handle
-                pass
+        if self._recorder is not None:
+            self._recorder.journal.disown()
 
     def stop(self, status: str = "FINISHED") -> Footprint:
         """Stop sampling, compute the footprint and record it (journal, then MLflow).

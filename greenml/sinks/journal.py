@@ -52,6 +52,17 @@ class Journal:
         self._seq = 0
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open
 
+    def disown(self) -> None:
+        """In a process forked from the journal's writer: point the inherited file at
+        /dev/null, so that this process's exit cannot write the writer's unflushed bytes a
+        second time. Takes no lock (a thread of the writer may have held it at the fork)."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._file.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # pragma: no cover - a closed or odd handle
+            pass
+
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Write a record (not yet synced to disk). Records of a replayed type get the
         next ``seq``; the record as written is returned."""
@@ -90,6 +101,9 @@ class MemoryJournal:
     as long as the process."""
 
     path = None
+
+    def disown(self) -> None:
+        """Nothing to disown: no file."""
 
     def __init__(self) -> None:
         self._seq = 0

@@ -32,7 +32,7 @@ from typing import Any
 
 from greenml import schema
 from greenml.errors import warn
-from greenml.footprint import Footprint
+from greenml.footprint import J_PER_KWH, Footprint
 from greenml.sinks.base import Target
 
 logger = logging.getLogger(__name__)
@@ -477,7 +477,7 @@ class Recorder:
 
 
 def _gpu_joules_of(fp: Footprint) -> dict[int, float]:
-    return {i: kwh * 3.6e6 for i, kwh in schema.gpu_energy_by_index(fp).items()}
+    return {i: kwh * J_PER_KWH for i, kwh in schema.gpu_energy_by_index(fp).items()}
 
 
 def _fmt(x: float | None) -> str:

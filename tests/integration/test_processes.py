@@ -33,3 +33,13 @@ def test_import_greenml_is_cheap():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_table_is_read_without_importing_codecarbon_or_pandas():
+    code = (
+        "import sys; from greenml.meters.cpu import TdpTable; t = TdpTable.codecarbon(); "
+        "assert len(t) > 4000, len(t); "
+        "bad = [m for m in ('codecarbon', 'pandas', 'rapidfuzz') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
