@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import math
 import os
 import re
@@ -163,13 +162,6 @@ def _codecarbon_table(cls: type[TdpTable]) -> TdpTable:
 
 def codecarbon_cpu_table_path() -> Path:
     """Where codecarbon's ``cpu_power.csv`` is, found without importing codecarbon."""
-    spec = importlib.util.find_spec("codecarbon")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for loc in locations:
-        path = Path(loc) / "data" / "hardware" / "cpu_power.csv"
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        "codecarbon's data/hardware/cpu_power.csv was not found; install it with "
-        "`pip install codecarbon` (a greenml dependency)"
-    )
+    from greenml.factors.codecarbon_data import data_path
+
+    return data_path("data/hardware/cpu_power.csv")

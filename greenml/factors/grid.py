@@ -1,6 +1,8 @@
 """Location-based grid carbon intensity, from CodeCarbon's shipped data.
 
-CodeCarbon's tables are read through its public ``DataSource`` getters, not re-typed:
+CodeCarbon's tables are read from the files its wheel ships, the ones its ``DataSource``
+reads, not re-typed, and without importing its package (which loads pandas and probes the
+GPUs; :mod:`greenml.factors.codecarbon_data`):
 
 =============================  =========================================================
 zone                           table (CodeCarbon ``data/private_infra``)
@@ -76,10 +78,11 @@ class GridFactor:
 
 @functools.cache
 def _data() -> Any:
-    """CodeCarbon's DataSource (imported on first use)."""
-    from codecarbon.input import DataSource
+    """CodeCarbon's data files, read directly (not through its package, which imports
+    pandas): the same files and getters as its ``DataSource``."""
+    from greenml.factors.codecarbon_data import DataFiles
 
-    return DataSource()
+    return DataFiles()
 
 
 @functools.cache

@@ -43,3 +43,16 @@ def test_table_is_read_without_importing_codecarbon_or_pandas():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_run_with_a_location_loads_neither_pandas_nor_codecarbon():
+    code = (
+        "import sys, greenml\n"
+        "greenml.track(location='FR', log_to_mlflow=False, journal=False)\n"
+        "greenml.track(location='US-CA', log_to_mlflow=False, journal=False)\n"
+        "print(sorted({'pandas', 'codecarbon', 'mlflow'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -122,3 +122,21 @@ def test_advice_names_the_option_where_the_user_is():
 def test_a_cloud_region_is_not_a_zone():
     with pytest.raises(ConfigError, match=r"'aws:us-east-1' is a cloud region.*regions"):
         grid.zone_intensity("aws:us-east-1")
+
+
+def test_the_data_files_are_codecarbons_own():
+    # read directly (no pandas), they are exactly what CodeCarbon's DataSource serves
+    from codecarbon.input import DataSource
+
+    from greenml.factors.codecarbon_data import DataFiles
+
+    theirs, ours = DataSource(), DataFiles()
+    assert ours.get_global_energy_mix_data() == theirs.get_global_energy_mix_data()
+    assert ours.get_country_emissions_data("usa") == theirs.get_country_emissions_data("usa")
+    assert ours.get_country_energy_mix_data("can") == theirs.get_country_energy_mix_data("can")
+    for name in (
+        "get_carbon_intensity_per_source_data",
+        "get_nordic_country_energy_mix_data",
+        "get_china_provincial_emissions_data",
+    ):
+        assert getattr(ours, name)() == getattr(theirs, name)(), name
