@@ -246,12 +246,6 @@ def _cli_voice(command: click.Command, **renamed: str) -> Voice:
     return Voice(flags={**flags, **renamed})
 
 
-def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
-    """Warnings raised while a command ran, as plain lines on stderr (stdout stays data)."""
-    for w in caught:
-        click.echo(f"warning: {w.message}", err=True)
-
-
 def _rounded(value: Any, digits: int = 12) -> Any:
     """``value`` with every float rounded to ``digits`` significant digits, for display:
     364.79999999999995 (float arithmetic's 320 x 1.14) is shown as 364.8."""
@@ -403,27 +397,24 @@ def estimate(
         allow_assumed_location=allow_assumed_location,
         tables_dir=tables_dir,
     )
-    with warnings.catch_warnings(record=True) as caught:
-        try:
-            base = est_mod.estimate(
-                location=location,
-                pue=pue,
-                grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
-                voice=_cli_voice(command),
-                **job,
+    try:
+        base = est_mod.estimate(
+            location=location,
+            pue=pue,
+            grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
+            voice=_cli_voice(command),
+            **job,
+        )
+        alts = []
+        if compare is not None:
+            places = [c.strip() for c in compare.split(",") if c.strip()]
+            if not places:
+                raise ConfigError(f"--compare {compare!r} names no place; give e.g. FR,SE-3")
+            alts = est_mod.compare(
+                base, places, voice=_cli_voice(command, location="--compare"), **job
             )
-            alts = []
-            if compare is not None:
-                places = [c.strip() for c in compare.split(",") if c.strip()]
-                if not places:
-                    raise ConfigError(f"--compare {compare!r} names no place; give e.g. FR,SE-3")
-                alts = est_mod.compare(
-                    base, places, voice=_cli_voice(command, location="--compare"), **job
-                )
-        except ConfigError as e:
-            _echo_warnings(caught)
-            raise click.UsageError(str(e)) from e
-    _echo_warnings(caught)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
     if fmt == "json":
         out = base.to_dict()
         if compare is not None:

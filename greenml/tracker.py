@@ -89,13 +89,11 @@ class Tracker:
         self.settings = config.resolve(
             self._arguments, environ=environ, config_dir=config_dir, voice=voice
         )
-        s = self.settings
-        self._voice = voice
+        self._voice = voice  # handed on to the decorator's fresh Trackers
+        # how messages name the settings: keywords and their origins, or the CLI's flags
+        self._speech = self.settings.voice(voice.flags if voice is not None else None)
         self.run_factors = resolve_run_factors(
-            s,
-            environ=environ,
-            voice=s.voice(voice.flags if voice is not None else None),
-            missing_price="warn",
+            self.settings, environ=environ, voice=self._speech, missing_price="warn"
         )
         self._wall_start_s: float | None = None
         self._given_meters = meters
@@ -147,7 +145,7 @@ class Tracker:
                 and not any(c.kind == "gpu" for c in channels)
             ):
                 self._flags.append("whole_instance")
-                voice = self.settings.voice(self._voice.flags if self._voice else None)
+                voice = self._speech
                 warn(
                     f"{voice.given('instance_type', self.settings.instance_type)} has "
                     f"{rf.gpu_count_on_instance} GPUs but this run measures none, so the "
@@ -189,9 +187,9 @@ class Tracker:
         return self._pid is not None and self._pid != os.getpid()
 
     def _leave_forked_child(self) -> None:
-        """Called in a freshly forked child: stand aside. Signal handling goes back to
-        what it was; the inherited journal file is pointed at /dev/null so that the
-        child's exit cannot write the parent's unflushed bytes a second time. The
+        """Called in a freshly forked child, after :mod:`greenml.signals` has put SIGTERM's
+        previous handling back: the inherited journal file is pointed at /dev/null so that
+        the child's exit cannot write the parent's unflushed bytes a second time. The
         threads, and any lock they held, did not come along; nothing here takes a lock."""
         if self._recorder is not None:
             self._recorder.journal.disown()
