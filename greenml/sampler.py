@@ -24,7 +24,6 @@ are pruned once every channel has moved past them.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
 import math
@@ -35,13 +34,48 @@ from dataclasses import dataclass, field
 
 from greenml.errors import warn
 from greenml.meters.base import Channel, Clock, Meter, Reading, as_meter
+from greenml.phases import PhaseTimeline
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 0.1
+#: Meters that integrate by themselves (counters, models) are read this often when no
+#: phase boundary is near: a GPU's counter needs reads only at boundaries and for the
+#: periodic points, and every wake-up of a Python thread costs ~0.1 ms of CPU.
+IDLE_S = 2.0
+#: After a phase switch, those meters are read every ``interval_s`` for this long.
+SETTLE_S = 1.0
 THREAD_NAME = "greenml-sampler"
 # Segments shorter than this do not serve as a neighbour's power (too noisy).
 _MIN_RATE_SPAN_S = 0.01
+
+
+def step_pieces(
+    a: float, b: float, joules: float, p_left: float | None, p_right: float | None
+) -> list[tuple[float, float, float]]:
+    """How a counter interval's measured ``joules`` were spread over ``[a, b]``, for an
+    interval that a boundary (a phase switch, the start or the stop) cuts.
+
+    The counter says how much energy the interval used, not when. The model: the power
+    changed at most once inside it, from the power of the interval before (``p_left``) to
+    the power of the interval after (``p_right``), at the instant that makes the two steady
+    pieces add up to the measured energy. This is exact for a phase that changes the
+    power at its boundary, and for a bursty trace whose steps are further apart than an
+    interval, wherever the boundary falls relative to the step. When the interval's mean
+    power is not between its neighbours' (a burst inside it, or a neighbour missing), the
+    power is taken as steady over the interval, which is the best that can be said.
+    Returns ``(start, end, joules)`` pieces each spent at a steady rate.
+    """
+    if p_left is None or p_right is None or b <= a:
+        return [(a, b, joules)]
+    mean = joules / (b - a)
+    lo, hi = min(p_left, p_right), max(p_left, p_right)
+    if not lo < mean < hi:
+        return [(a, b, joules)]
+    # p_left (tau - a) + p_right (b - tau) = joules
+    tau = (joules + p_left * a - p_right * b) / (p_left - p_right)
+    tau = min(max(tau, a), b)
+    return [(a, tau, p_left * (tau - a)), (tau, b, joules - p_left * (tau - a))]
 
 
 @dataclass(frozen=True)
@@ -156,83 +190,42 @@ class Ledger:
             self.channels[ch.key] = ChannelState(
                 ch, series=Series(series_bucket_s, series_max_points)
             )
-        # Phase timeline: parallel sorted lists of transition times and phase names.
-        self._tt: list[float] = [start_s]
-        self._tp: list[str] = [default_phase]
-        self._phase_names: list[str] = [default_phase]  # in order of first appearance
-        self._phase_time_s: dict[str, float] = {}  # closed time per phase
+        self.timeline = PhaseTimeline(start_s, default_phase)
         self.warnings: list[str] = []
 
     # -- phases ---------------------------------------------------------------------
 
     def set_phase(self, t_s: float, name: str) -> None:
-        """From ``t_s`` on, energy goes to phase ``name``."""
-        with self._lock:
-            if t_s < self._tt[-1]:
-                t_s = self._tt[-1]  # clocks are monotonic; guard against a caller's skew
-            if self.stop_s is not None:
-                return
-            if name not in self._phase_names:
-                self._phase_names.append(name)
-            cur = self._tp[-1]
-            self._phase_time_s[cur] = self._phase_time_s.get(cur, 0.0) + (t_s - self._tt[-1])
-            if t_s == self._tt[-1]:
-                self._tp[-1] = name
-            else:
-                self._tt.append(t_s)
-                self._tp.append(name)
+        """From ``t_s`` on, energy goes to phase ``name``. O(1), and it never waits for
+        the sampler: the training thread calls it."""
+        self.timeline.switch(t_s, name)
 
     def phase_names(self) -> list[str]:
-        with self._lock:
-            return list(self._phase_names)
+        return list(self.timeline.names)
 
     def phase_durations(self, now_s: float) -> dict[str, float]:
         """Seconds spent in each phase up to ``now_s`` (or the stop)."""
-        with self._lock:
-            out = dict(self._phase_time_s)
-            if self.stop_s is None:
-                cur = self._tp[-1]
-                out[cur] = out.get(cur, 0.0) + max(now_s - self._tt[-1], 0.0)
-            return {n: out.get(n, 0.0) for n in self._phase_names}
-
-    def _split(self, a: float, b: float) -> list[tuple[str, float, float]]:
-        """Pieces of ``[a, b]`` (already inside the run) with the phase active in each."""
-        i = max(bisect.bisect_right(self._tt, a) - 1, 0)
-        pieces = []
-        t = a
-        while t < b:
-            end = self._tt[i + 1] if i + 1 < len(self._tt) else b
-            end = min(end, b)
-            if end > t:
-                pieces.append((self._tp[i], t, end))
-            t = end
-            i += 1
-        return pieces
+        return self.timeline.durations(now_s)
 
     def _prune(self) -> None:
         """Drop transitions that no channel can still need: those before the earliest
-        last point of any live channel (and none while a channel has no point yet or
-        still owes its head gap)."""
+        point any live channel may still attribute from (none while a channel has no
+        point yet or still owes its head gap)."""
         live = [s for s in self.channels.values() if s.lost_at_s is None]
-        if any(s.last_t is None or s.head_pending_until is not None for s in live):
+        if not live or any(s.last_t is None or s.head_pending_until is not None for s in live):
             return
-        if not live:
-            return
-        horizon = min(s.queue[0][0] if s.queue else s.last_t for s in live)  # type: ignore[type-var]
-        keep_from = max(bisect.bisect_right(self._tt, horizon) - 1, 0)
-        if keep_from > 0:
-            del self._tt[:keep_from]
-            del self._tp[:keep_from]
+        self.timeline.prune(min(s.queue[0][0] if s.queue else s.last_t for s in live))  # type: ignore[type-var]
 
     # -- attribution ------------------------------------------------------------------
 
     def _credit(self, st: ChannelState, a: float, b: float, joules: float) -> None:
         """Credit ``joules`` spent uniformly over ``[a, b]``, clipped to the run."""
-        if b <= a or joules <= 0:
-            return
-        self._credit_pieces(st, [(a, b, joules)])
+        if b > a and joules > 0:
+            self._credit_pieces(st, [(a, b, joules)])
 
     def _credit_pieces(self, st: ChannelState, pieces: list[tuple[float, float, float]]) -> None:
+        """Credit each ``(a, b, joules)``, spent at a steady rate over ``[a, b]``, to the
+        phases active in it, clipped to the run."""
         lo_run = self.start_s
         hi_run = math.inf if self.stop_s is None else self.stop_s
         for a, b, joules in pieces:
@@ -240,24 +233,22 @@ class Ledger:
             if hi <= lo or joules <= 0:
                 continue
             rate = joules / (b - a) * st.channel.share
-            for name, t0, t1 in self._split(lo, hi):
-                j = rate * (t1 - t0)
-                st.phase_j[name] = st.phase_j.get(name, 0.0) + j
-                st.energy_j += j
-                st.series.add(t0, t1, j)
+            for name, seconds in self.timeline.time_in(lo, hi):
+                st.phase_j[name] = st.phase_j.get(name, 0.0) + rate * seconds
+            st.energy_j += rate * (hi - lo)
+            st.series.add(lo, hi, rate * (hi - lo))
 
-    def _cuts(self, a: float, b: float) -> list[float]:
-        """Instants strictly inside ``(a, b)`` where attribution changes."""
-        cuts = {t for t in self._tt if a < t < b}
-        for t in (self.start_s, self.stop_s):
-            if t is not None and a < t < b:
-                cuts.add(t)
-        return sorted(cuts)
+    def _has_cut(self, a: float, b: float) -> bool:
+        """Whether attribution changes strictly inside ``(a, b)``: a phase switch, the
+        start or the stop."""
+        if self.timeline.has_transition(a, b):
+            return True
+        return any(t is not None and a < t < b for t in (self.start_s, self.stop_s))
 
     def _segment(self, st: ChannelState, a: float, b: float, joules: float) -> None:
         """A measured segment. One that contains a boundary (a phase switch, the start or
-        the stop) waits for the next segment, so its energy can be shaped by the power on
-        both sides (see :meth:`_resolve`)."""
+        the stop) waits for the next segment, so its energy can be placed with the power
+        on both sides (see :func:`step_pieces`)."""
         if b <= a or joules < 0:
             return
         st.queue.append((a, b, joules))
@@ -266,67 +257,24 @@ class Ledger:
     def _drain(self, st: ChannelState, *, final: bool) -> None:
         while st.queue:
             a, b, joules = st.queue[0]
-            cuts = self._cuts(a, b)
-            if cuts and len(st.queue) < 2 and not final:
+            cut = self._has_cut(a, b)
+            if cut and len(st.queue) < 2 and not final:
                 return
             right = st.queue[1] if len(st.queue) > 1 else None
             p_right = None
             if right is not None and right[1] - right[0] >= _MIN_RATE_SPAN_S:
                 p_right = right[2] / (right[1] - right[0])
-            self._resolve(st, a, b, joules, cuts, st.prev_rate_w, p_right)
+            if cut:
+                self._credit_pieces(st, step_pieces(a, b, joules, st.prev_rate_w, p_right))
+            else:
+                self._credit_pieces(st, [(a, b, joules)])
             st.queue.pop(0)
             if b - a >= _MIN_RATE_SPAN_S:
                 st.prev_rate_w = joules / (b - a)
 
-    def _resolve(
-        self,
-        st: ChannelState,
-        a: float,
-        b: float,
-        joules: float,
-        cuts: list[float],
-        p_left: float | None,
-        p_right: float | None,
-    ) -> None:
-        """Split a segment's exactly known energy at ``cuts``.
-
-        A counter says how much energy a refresh interval used, not how it was spread.
-        A phase switch is where the work, and so the power, changes: the piece before the
-        first cut runs at the power of the segment before, the piece after the last cut
-        at the power of the segment after, pieces in between at their mean; the pieces
-        are then scaled to the segment's measured joules. Without a phase switch inside,
-        without neighbours, or when power is steady, this is a split in proportion to
-        time.
-        """
-        if not cuts:
-            self._credit(st, a, b, joules)
-            return
-        if not any(t != self.start_s and t != self.stop_s for t in cuts):
-            # Only the run's start/stop inside: those rarely coincide with a change of
-            # power (set-up and tear-down surround them), so split in proportion to time.
-            p_left = p_right = None
-        if p_left is None:
-            p_left = p_right
-        if p_right is None:
-            p_right = p_left
-        edges = [a, *cuts, b]
-        n = len(edges) - 1
-        if p_left is None or p_right is None:
-            weights = [1.0] * n
-        else:
-            mid = (p_left + p_right) / 2.0
-            weights = [p_left] + [mid] * (n - 2) + [p_right] if n > 1 else [1.0]
-        raw = [w * (edges[i + 1] - edges[i]) for i, w in enumerate(weights)]
-        total = sum(raw)
-        if total <= 0:
-            raw = [edges[i + 1] - edges[i] for i in range(n)]
-            total = b - a
-        self._credit_pieces(
-            st, [(edges[i], edges[i + 1], joules * raw[i] / total) for i in range(n)]
-        )
-
     def add_many(self, readings: Iterable[Reading]) -> None:
         with self._lock:
+            self.timeline.merge()
             for r in readings:
                 st = self.channels.get(r.key)
                 if st is None:
@@ -422,10 +370,8 @@ class Ledger:
         """Fix the end of the run: later readings only count up to ``stop_s``."""
         with self._lock:
             if self.stop_s is None:
-                cur = self._tp[-1]
-                self._phase_time_s[cur] = self._phase_time_s.get(cur, 0.0) + max(
-                    stop_s - self._tt[-1], 0.0
-                )
+                self.timeline.mark_stop(stop_s)
+                self.timeline.merge()
                 self.stop_s = stop_s
 
     def close(self, stop_s: float) -> None:
@@ -475,12 +421,32 @@ class Ledger:
             }
 
 
-class Sampler:
-    """Reads every meter every ``interval_s`` in one named daemon thread.
+def _integrates_power(meter: Meter) -> bool:
+    """Whether a meter's readings are power to integrate (read on the fast cadence)."""
+    try:
+        return any(c.method == "sampled" for c in meter.channels())
+    except Exception:  # a meter that cannot say is read often, as before
+        return True
 
-    The thread sleeps on ``stop_event.wait`` so ``stop`` is immediate; it survives a
-    failing meter with one logged warning; it takes one final reading on stop; ``stop``
-    is safe to call twice. ``sample()`` takes a reading in the caller's thread, which is
+
+class Sampler:
+    """Reads the meters in one named daemon thread, as rarely as exactness allows.
+
+    Each meter is read on one of two cadences:
+
+    - every ``interval_s`` (0.1 s), on a fixed grid, when one of its channels integrates
+      power readings (``sampled``: a GPU without an energy counter), because there the
+      readings *are* the measurement;
+    - every ``idle_s`` (1 s) otherwise: an energy counter or a model integrates by
+      itself, so reading it more often adds nothing but cost. After a phase switch
+      (:meth:`poke`, from the training thread) these meters are read at once and then
+      every ``interval_s`` for ``settle_s``, so that the counter interval holding the
+      boundary is one refresh long and its neighbours are known (see
+      :func:`step_pieces`).
+
+    The thread sleeps on an event, so ``stop`` and ``poke`` wake it at once; it survives
+    a failing meter with one warning; it takes one final reading on stop; ``stop`` is
+    safe to call twice. ``sample()`` reads every meter in the caller's thread, which is
     how tests driven by a manual clock step it.
     """
 
@@ -491,6 +457,8 @@ class Sampler:
         *,
         clock: Clock = time.monotonic,
         interval_s: float = DEFAULT_INTERVAL_S,
+        idle_s: float = IDLE_S,
+        settle_s: float = SETTLE_S,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
@@ -498,12 +466,24 @@ class Sampler:
         self.ledger = ledger
         self.clock = clock
         self.interval_s = interval_s
+        self.idle_s = max(idle_s, interval_s)
+        self.settle_s = settle_s
+        self._fast = [m for m in self.meters if _integrates_power(m)]
+        self._slow = [m for m in self.meters if not _integrates_power(m)]
         self._stop_event = threading.Event()
+        self._poke = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one sample at a time
         self._failed_meters: set[int] = set()
         self._stopped = False
         self.samples = 0
+        self._next_fast = self._next_slow = math.inf
+
+    def poke(self) -> None:
+        """A phase boundary just passed (called from the training thread: O(1), never
+        blocks): read the counters now rather than at the next idle tick."""
+        if not self._poke.is_set():
+            self._poke.set()
 
     # -- one sample ---------------------------------------------------------------------
 
@@ -521,9 +501,13 @@ class Sampler:
             return []
 
     def sample(self, final_s: float | None = None) -> None:
+        """Read every meter now (the final read when ``final_s`` is given)."""
+        self._sample_some(self.meters, final_s)
+
+    def _sample_some(self, meters: Sequence[Meter], final_s: float | None = None) -> None:
         with self._lock:
             readings: list[Reading] = []
-            for m in self.meters:
+            for m in meters:
                 readings.extend(self._read(m, final_s))
             self.ledger.add_many(readings)
             self.samples += 1
@@ -545,11 +529,69 @@ class Sampler:
                 as_meter(m).prepare()
             except Exception as e:
                 logger.warning("greenml: preparing %r failed: %s", m, e)
-        while not self._stop_event.wait(self.interval_s):
+        self.schedule(self.clock())
+        while True:
+            now = self.clock()
+            due = self.next_due()
+            # While settling, boundaries need no waking: the counters are read every
+            # interval anyway. Otherwise a boundary (poke) wakes the thread.
+            event = self._stop_event if self._settling(now) else self._poke
+            if due > now:
+                event.wait(due - now)
+            if self._stop_event.is_set():
+                return
             try:
-                self.sample()
+                self.tick(self.clock())
             except Exception:  # pragma: no cover - defensive: keep the thread alive
                 logger.warning("greenml: sample failed", exc_info=True)
+
+    def schedule(self, now: float) -> None:
+        """Start the cadences at ``now`` (the thread does it after ``prepare``)."""
+        self._next_fast = now + self.interval_s
+        self._next_slow = now + self.idle_s
+
+    def next_due(self) -> float:
+        """When the next reading is due (a poke makes it due at once)."""
+        due = min(self._next_fast, self._next_slow) if self._fast else self._next_slow
+        return min(due, self.clock()) if self._poke.is_set() else due
+
+    def tick(self, now: float) -> None:
+        """Read the meters that are due at ``now``: the power-integrating ones on their
+        fixed grid, the others at their idle cadence, at once after a phase boundary,
+        and every ``interval_s`` while the boundary settles."""
+        poked = self._poke.is_set()
+        if poked:
+            self._poke.clear()
+        meters: list[Meter] = []
+        if self._fast and now >= self._next_fast:
+            meters += self._fast
+            # On a fixed grid: a late wake-up does not shift the later readings.
+            late = math.ceil((now - self._next_fast) / self.interval_s + 1e-9)
+            self._next_fast += self.interval_s * max(1, late)
+        slow = poked or now >= self._next_slow
+        if slow:
+            meters += self._slow
+        if meters:
+            self._sample_some(meters)
+        if slow:
+            now = self.clock()  # a read may have waited for a refresh
+            self._next_slow = self._settle_at(now) if self._settling(now) else now + self.idle_s
+
+    def _settle_at(self, now: float) -> float:
+        """The next read while a boundary settles: about ``interval_s`` on, where the
+        meters say a read is unambiguous (half-way between a counter's refreshes)."""
+        after = now + self.interval_s / 2.0
+        times = []
+        for m in self._slow:
+            at = getattr(m, "settle_read_at", None)
+            t = at(after) if at is not None else None
+            if t is not None:
+                times.append(t)
+        return min(times) if times else now + self.interval_s
+
+    def _settling(self, now: float) -> bool:
+        last = self.ledger.timeline.last_switch_s
+        return last is not None and now - last < self.settle_s
 
     def stop(self, stop_s: float, timeout_s: float = 5.0) -> None:
         """Stop the thread, take the final reading and close the ledger at ``stop_s``."""
@@ -558,6 +600,7 @@ class Sampler:
         self._stopped = True
         self.ledger.mark_stop(stop_s)
         self._stop_event.set()
+        self._poke.set()  # the thread may be waiting on either
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():

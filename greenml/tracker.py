@@ -330,6 +330,8 @@ class Tracker:
             return
         self._phase_stack.append(name)
         self._ledger.set_phase(self._clock(), name)
+        if self._sampler is not None:
+            self._sampler.poke()
 
     def end_phase(self, name: str | None = None) -> None:
         """Close the innermost open phase (``name``, if given, must be it): energy goes
@@ -346,6 +348,8 @@ class Tracker:
         self._phase_stack.pop()
         outer = self._phase_stack[-1] if self._phase_stack else self.settings.default_phase
         self._ledger.set_phase(self._clock(), outer)
+        if self._sampler is not None:
+            self._sampler.poke()
 
     def use_steps(self, provider: Callable[[], int | None] | None) -> None:
         """Give the time-series points the caller's step (a trainer's global step)

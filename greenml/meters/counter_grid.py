@@ -11,7 +11,7 @@ grid by reading the counter at about 1 ms until it changes (at most a few refres
 periods, in the sampler's thread, never the training thread). Each later value is then
 stamped with the refresh instant it belongs to, not with the moment it was read, so the
 ledger can split energy exactly at phase boundaries and at the start and stop. The grid
-is found again after 0.5 s, then at doubling gaps up to every 5 s: each time, the
+is found again after 0.5 s, then at doubling gaps up to every 32 s: each time, the
 refreshes counted since the first anchor give the period to a fraction of a
 millisecond, so stamps do not drift. Outside those short windows a counter is read no
 faster than it refreshes.
@@ -32,7 +32,10 @@ _POLL_S = 0.001
 _FIRST_RESYNC_S = 0.5
 _AMBIGUOUS_S = 0.002  # a counter read this close to a predicted refresh is not stamped
 _LEAD_S = 0.003  # a re-synchronisation starts polling this long before the predicted refresh
-_MAX_RESYNC_S = 5.0
+# Re-synchronisations double their gap up to this: each one lengthens the baseline the
+# period is measured over, so the stamps drift less than the 2 ms ambiguity margin
+# between them (and three missed refreshes find the grid afresh anyway).
+_MAX_RESYNC_S = 32.0
 
 
 @dataclass
@@ -45,6 +48,9 @@ class Counter:
     period_s: float = NOMINAL_REFRESH_S
     anchor_s: float | None = None  # a refresh instant; refreshes at anchor + k * period
     first_anchor_s: float | None = None  # the first refresh found: the period's baseline
+    first_anchor_w: float = 0.0  # half-width of the poll bracket that found it
+    period_lo_s: float = -math.inf  # what the synchronisations so far say of the period
+    period_hi_s: float = math.inf
     last_mj: int | None = None
     last_read_s: float | None = None
     last_point_s: float | None = None
@@ -143,26 +149,24 @@ class CounterGrid:
             c = by_id[k]
             if not found:
                 continue
-            new = found[-1][0]
+            new, new_w = found[-1][0], found[-1][2]
             if c.anchor_s is not None and c.first_anchor_s is not None:
                 # Refreshes since the first anchor: their count is certain while the
                 # period is known to within a few percent, and the baseline only grows,
-                # so the period's error shrinks as 1 / (refreshes counted).
+                # so the bounds on the period narrow as 1 / (refreshes counted).
                 n = round((new - c.first_anchor_s) / c.period_s)
                 if n >= 2:
-                    period = (new - c.first_anchor_s) / n
-                    if abs(period - c.period_s) < 0.1 * c.period_s:
-                        c.period_s = period
+                    base_lo = (new - new_w) - (c.first_anchor_s + c.first_anchor_w)
+                    base_hi = (new + new_w) - (c.first_anchor_s - c.first_anchor_w)
+                    self._bound_period(c, base_lo / n, base_hi / n)
             elif len(found) >= 2:
-                # Two consecutive refreshes bound the period; a scheduler hiccup can widen
-                # a poll bracket, so keep the nominal period whenever it fits the bounds.
+                # Two consecutive refreshes bound the period.
                 (t1, _, w1), (t2, _, w2) = found[-2], found[-1]
-                lo, hi = (t2 - w2) - (t1 + w1), (t2 + w2) - (t1 - w1)
-                if not lo <= c.nominal_s <= hi and 0.3 * c.nominal_s <= t2 - t1 <= 3:
-                    c.period_s = t2 - t1
+                if 0.3 * c.nominal_s <= t2 - t1 <= 3:
+                    self._bound_period(c, (t2 - w2) - (t1 + w1), (t2 + w2) - (t1 - w1))
             c.anchor_s = new
             if c.first_anchor_s is None:
-                c.first_anchor_s = found[0][0] if len(found) >= 2 else new
+                c.first_anchor_s, c.first_anchor_w = found[0][0], found[0][2]
             c.last_sync_s = new
             c.next_sync_s = new + c.sync_gap_s
             c.sync_gap_s = min(2 * c.sync_gap_s, _MAX_RESYNC_S)
@@ -173,6 +177,24 @@ class CounterGrid:
                 if v != c.last_point_mj and (c.last_point_s is None or instant > c.last_point_s):
                     c.pending.append(Reading(c.key, instant, energy_j=v / 1000.0))
                     c.last_point_s, c.last_point_mj = instant, v
+
+    @staticmethod
+    def _bound_period(c: Counter, lo: float, hi: float) -> None:
+        """Narrow what is known of the period to ``[lo, hi]`` and pick a period in it.
+
+        Every synchronisation bounds the period (poll brackets are ~1 ms wide, wider when
+        the thread was scheduled late); the bounds intersect, so they only narrow. The
+        period in use stays unchanged while it fits them (the nominal one, at first), so
+        a late poll cannot pull it off; otherwise the middle of the bounds is taken.
+        Bounds that no longer intersect mean the grid itself changed: start afresh."""
+        if hi < lo:
+            return
+        new_lo, new_hi = max(lo, c.period_lo_s), min(hi, c.period_hi_s)
+        if new_hi < new_lo:
+            new_lo, new_hi = lo, hi
+        c.period_lo_s, c.period_hi_s = new_lo, new_hi
+        if not new_lo <= c.period_s <= new_hi:
+            c.period_s = (new_lo + new_hi) / 2.0
 
     @staticmethod
     def _queue_into(c: Counter, r: Reading | None) -> None:
@@ -242,9 +264,33 @@ class CounterGrid:
     def read(self, c: Counter, t: float) -> Reading | None:
         """The counter's value at ``t`` as a stamped reading, or None when nothing new
         (or when read faster than it refreshes). Raises ``MeasurementError``."""
-        if c.last_read_s is not None and t - c.last_read_s < 0.9 * c.period_s:
-            return None  # read no faster than the counter refreshes
+        if c.last_read_s is not None:
+            # Read no faster than the counter refreshes: with its grid known, only once a
+            # refresh is due since the last read (as soon as it is: a phase boundary
+            # wants the value just before it); without, once a period has passed.
+            if c.anchor_s is not None:
+                if self.grid_point(c, t) <= self.grid_point(c, c.last_read_s):
+                    return None
+            elif t - c.last_read_s < 0.9 * c.period_s:
+                return None
+        if c.anchor_s is not None:
+            # Right at a predicted refresh the value may be from either side of it, and
+            # only a guess from the recent power could tell which: wait the few ms until
+            # the refresh has surely happened, so the stamp is certain.
+            ahead = self.grid_point(c, t + _AMBIGUOUS_S) - t
+            if -_AMBIGUOUS_S < ahead < _AMBIGUOUS_S:
+                self.sleep(ahead + 1.25 * _AMBIGUOUS_S)
+                t = self.clock()
         return self.stamp(c, t, c.read_mj())
+
+    def mid_refresh_after(self, counters: list[Counter], after_s: float) -> float | None:
+        """The first instant after ``after_s`` half-way between two refreshes of the first
+        counter whose grid is known (a read there is never ambiguous), or None."""
+        for c in counters:
+            if c.anchor_s is not None and not c.lost:
+                mid = self.grid_point(c, after_s) + c.period_s / 2.0
+                return mid if mid > after_s else mid + c.period_s
+        return None
 
     def resynchronise_due(self, counters: list[Counter]) -> None:
         """Find the grid again for the counters whose time has come (or whose grid

@@ -7,9 +7,11 @@ it makes no other decision. :class:`GpuMeter` does the rest for every vendor:
 - ``counter`` method where the device has an energy counter: differences of
   :meth:`GpuDevice.energy_mj`, stamped on the counter's refresh grid
   (:mod:`greenml.meters.counter_grid`);
-- ``sampled`` method otherwise: readings of :meth:`GpuDevice.power_mw`, which the ledger
-  integrates with the trapezoid rule; a power averaged over a window is stamped at the
-  middle of its window.
+- ``sampled`` method otherwise: readings of :meth:`GpuDevice.power_mw`. A power averaged
+  over a window is chained into cumulative energy points stamped in the past
+  (:class:`~greenml.meters.averaged.AveragedEnergy`); an instantaneous one is integrated
+  by the ledger with the trapezoid rule, its range in ``Reading.extra``
+  (:class:`~greenml.meters.averaged.PartTimeRange`).
 
 Units live in the names: millijoules (``energy_mj``), milliwatts (``power_mw``), seconds.
 """
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from greenml.errors import DeviceLostError, MeasurementError
+from greenml.meters.averaged import AveragedEnergy, PartTimeRange
 from greenml.meters.base import Channel, Clock, MeterBase, Reading
 from greenml.meters.counter_grid import NOMINAL_REFRESH_S, Counter, CounterGrid
 
@@ -69,6 +72,10 @@ class _Slot:
     channel: Channel
     counter: Counter | None
     lost: bool = False
+    #: Without a counter: the reconstruction of a windowed average's energy, or the
+    #: range of an instantaneous (part-time) reading's integral.
+    averaged: AveragedEnergy | None = None
+    part_time: PartTimeRange | None = None
 
     def failed(self, t: float, e: MeasurementError) -> Reading:
         """The reading for a failed read at ``t``; a lost device stays lost."""
@@ -113,6 +120,14 @@ class GpuMeter(MeterBase):
             details.append(
                 ("power_reading", f"{window:g} s average" if window else "instantaneous")
             )
+            details.append(
+                (
+                    "energy_from",
+                    f"{window:g} s averages chained, reconstructed"
+                    if window
+                    else "part-time readings integrated, ranged",
+                )
+            )
         channel = Channel(
             key=key,
             kind="gpu",
@@ -125,12 +140,14 @@ class GpuMeter(MeterBase):
             simulated=simulated,
             details=tuple(details),
         )
-        counter = (
-            Counter(key, device.energy_mj, nominal_s=info.counter_refresh_s)
-            if info.has_counter
-            else None
-        )
-        return _Slot(device, channel, counter)
+        if info.has_counter:
+            counter = Counter(key, device.energy_mj, nominal_s=info.counter_refresh_s)
+            return _Slot(device, channel, counter)
+        limit = channel.power_limit_w
+        if info.power_window_s > 0:
+            averaged = AveragedEnergy(key, window_s=info.power_window_s, power_limit_w=limit)
+            return _Slot(device, channel, None, averaged=averaged)
+        return _Slot(device, channel, None, part_time=PartTimeRange(power_limit_w=limit))
 
     def _counters(self) -> list[Counter]:
         return [s.counter for s in self._slots if s.counter is not None]
@@ -161,35 +178,46 @@ class GpuMeter(MeterBase):
             if s.lost:
                 continue
             t = self._clock()
-            reading: Reading | None = None
             try:
                 if c is not None:
+                    # The counter is the measurement and its differences give the power:
+                    # a power read here would cost as much and add nothing.
                     reading = self._grid.read(c, t)
+                    out.extend([reading] if reading is not None else [])
+                else:
+                    out.extend(self._sampled(s, t, s.device.power_mw() / 1000.0))
             except MeasurementError as e:
                 out.append(s.failed(t, e))
-                continue
-            try:
-                power: float | None = s.device.power_mw() / 1000.0
-            except MeasurementError as e:
-                if c is not None and not isinstance(e, DeviceLostError):
-                    power = None  # the counter still measures; power is only for the series
-                else:
-                    out.append(s.failed(t, e))
-                    continue
-            if reading is not None:
-                out.append(Reading(reading.key, reading.t_s, reading.energy_j, power))
-            elif power is not None:
-                window = s.device.info.power_window_s if c is None else 0.0
-                out.append(Reading(s.channel.key, t - window / 2.0, power_w=power))
         return out
+
+    @staticmethod
+    def _sampled(s: _Slot, t: float, power: float) -> list[Reading]:
+        """A counterless device's power reading at ``t``: a windowed average feeds the
+        reconstruction (which releases settled cumulative points, stamped in the past);
+        an instantaneous reading is integrated by the ledger, with its range in
+        ``extra``."""
+        if s.averaged is not None:
+            return s.averaged.add(t, power)
+        extra = s.part_time.add(t, power) if s.part_time is not None else {}
+        return [Reading(s.channel.key, t, power_w=power, extra=extra)]
+
+    def settle_read_at(self, after_s: float) -> float | None:
+        """When to read next while a phase boundary settles: half-way between two
+        refreshes, after ``after_s`` (None when no counter's grid is known)."""
+        return self._grid.mid_refresh_after(self._counters(), after_s)
 
     def read_final(self, stop_s: float) -> list[Reading]:
         """Read once more, waiting (at most ~2.5 refresh periods) for each counter's first
         two refreshes after ``stop_s``: the first measures the last stretch before the
         stop, the second tells the power just after it, which shapes how that stretch's
-        energy is split at the stop (see ``Ledger._resolve``)."""
+        energy is split at the stop (see :func:`greenml.sampler.step_pieces`); averaged
+        readings held for settling are released."""
         self._grid.wait_past(self._counters(), stop_s)
-        return self.read()
+        out = self.read()
+        for s in self._slots:
+            if s.averaged is not None and not s.lost:
+                out.extend(s.averaged.flush())  # the held points, with the best estimate
+        return out
 
     def close(self) -> None:
         if self._closed:

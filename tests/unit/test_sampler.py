@@ -144,7 +144,7 @@ class TestLedger:
         st = led.totals()["gpu:0"]
         assert st.energy_j == pytest.approx(250.0 * 5000.0)
         assert st.phase_j["eval"] == pytest.approx(st.phase_j["train"], rel=1e-3)
-        assert len(led._tt) <= 3
+        assert len(led.timeline) <= 3
         assert len(st.series.points) <= 64
         assert st.series.points[-1].energy_j == pytest.approx(st.energy_j)
         assert all(p.power_w == pytest.approx(250.0) for p in st.series.points)
