@@ -25,6 +25,7 @@ from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, compu
 
 if TYPE_CHECKING:
     from greenml.factors.hourly import HourlyIntensity
+    from greenml.meters.base import Channel
     from greenml.sampler import ChannelState
 
 
@@ -167,6 +168,20 @@ def assemble(
 _METHOD_RANK = {"counter": 0, "sampled": 1, "estimated": 2}
 
 
+def _reads_averages(ch: Channel) -> bool:
+    return any(k == "power_reading" and "average" in v for k, v in ch.details)
+
+
+def _range_kwh(st: ChannelState) -> dict[str, float]:
+    """The device's stated range in kWh, widened by the uncertainty of its last
+    cumulative value and never excluding the estimate itself; empty without a range."""
+    if st.low_j is None or st.high_j is None:
+        return {}
+    low = min(st.low_j - st.edge_j, st.energy_j)
+    high = max(st.high_j + st.edge_j, st.energy_j)
+    return {"energy_low_kwh": max(low, 0.0) / J_PER_KWH, "energy_high_kwh": high / J_PER_KWH}
+
+
 def usage_from_ledger(
     states: Mapping[str, ChannelState],
     *,
@@ -203,8 +218,13 @@ def usage_from_ledger(
                 lost=st.lost_at_s is not None,
                 extrapolated_s=st.extrapolated_s,
                 details=ch.details,
+                **_range_kwh(st),
             )
         )
+        if st.low_j is not None and not _reads_averages(ch):
+            out_flags.append(f"part_time_power:{ch.key}")
+        if st.gap_s > 0:
+            out_flags.append(f"read_gaps:{ch.key}")
         if st.lost_at_s is not None:
             out_flags.append(f"device_lost:{ch.key}")
         if st.errors:
@@ -270,9 +290,9 @@ def allocation_for(rf: RunFactors, gpus_measured: int) -> Allocation:
     given, else GPUs measured / GPUs on the instance, for the cost and the server's
     embodied carbon alike; a run that measures no GPU there gives no basis for a share
     and is charged the whole instance (what was rented). Elsewhere: the GPUs measured."""
-    from greenml.factors.prices import job_share
-
     if rf.gpu_count_on_instance is not None:
+        from greenml.factors.prices import job_share
+
         share = job_share(gpus_measured or None, rf.gpu_count_on_instance, rf.share_override)
         return Allocation(share, rf.gpu_count_on_instance, server_share=share)
     return Allocation(rf.share_override or 1.0, gpus_measured)

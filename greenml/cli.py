@@ -91,7 +91,10 @@ def _format(fp: object) -> str:
             f"  phase {name:<10} {ph.duration_s:8.2f} s {ph.it_energy_kwh * 1000:10.4f} Wh (IT)"
         )
     for d in fp.devices:
-        lines.append(f"  {d.key:<16} {d.name[:32]:<32} {d.method:<9} {d.energy_kwh * 1000:.4f} Wh")
+        line = f"  {d.key:<16} {d.name[:32]:<32} {d.method:<9} {d.energy_kwh * 1000:.4f} Wh"
+        if d.energy_low_kwh is not None and d.energy_high_kwh is not None:
+            line += f" (between {d.energy_low_kwh * 1000:.4f} and {d.energy_high_kwh * 1000:.4f})"
+        lines.append(line)
     for f in fp.factors:
         year = f", {f.year}" if f.year else ""
         lines.append(f"  factor {f.name} = {f.value:.6g} {f.unit} ({f.source}{year})")

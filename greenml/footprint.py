@@ -38,6 +38,11 @@ class DeviceEnergy:
     lost: bool = False
     extrapolated_s: float = 0.0  # seconds filled by extrapolation rather than readings
     details: tuple[tuple[str, str], ...] = ()
+    #: Where exactness is impossible (a GPU without an energy counter), the range the
+    #: energy lies in; None where the method is exact to its documented bound (counters)
+    #: or is a model flagged ``estimated``.
+    energy_low_kwh: float | None = None
+    energy_high_kwh: float | None = None
 
 
 @dataclass(frozen=True, repr=False)

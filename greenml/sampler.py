@@ -162,6 +162,13 @@ class ChannelState:
     extrapolated_s: float = 0.0  # seconds filled by extrapolation, not measurement
     queue: list[tuple[float, float, float]] = field(default_factory=list)  # held segments
     prev_rate_w: float | None = None  # mean power of the last credited segment
+    # A range the meter states for a channel it cannot measure exactly (no counter):
+    # joules attributed to the run, low and high (None while no range was stated).
+    low_j: float | None = None
+    high_j: float | None = None
+    range_prev: tuple[float, float, float] | None = None  # (t_s, low, high) cumulative
+    edge_j: float = 0.0  # uncertainty of the last cumulative value, at the window's end
+    gap_s: float = 0.0  # seconds the meter filled across read gaps
     series: Series = field(default_factory=Series)
 
 
@@ -301,6 +308,8 @@ class Ledger:
                     f"(flagged device_lost:{st.channel.key})"
                 )
             return
+        if r.extra:
+            self._add_range(st, r)
         if r.energy_j is not None:
             self._add_energy(st, r.t_s, r.energy_j)
         elif st.channel.method != "counter":
@@ -331,6 +340,24 @@ class Ledger:
         self._fill_head(st)
         self._segment(st, st.last_t, t, de)
         st.last_t, st.last_e = t, e
+
+    def _add_range(self, st: ChannelState, r: Reading) -> None:
+        """Sum a stated range (cumulative ``energy_low_j`` / ``energy_high_j`` in
+        ``extra``) over the part of each reading interval inside the run."""
+        low, high = r.extra.get("energy_low_j"), r.extra.get("energy_high_j")
+        st.edge_j = r.extra.get("energy_edge_j", st.edge_j)
+        st.gap_s = r.extra.get("gap_s", st.gap_s)
+        if low is None or high is None:
+            return
+        prev, st.range_prev = st.range_prev, (r.t_s, low, high)
+        if prev is None or r.t_s <= prev[0]:
+            return
+        t0 = prev[0]
+        hi_run = math.inf if self.stop_s is None else self.stop_s
+        inside = max(0.0, min(r.t_s, hi_run) - max(t0, self.start_s)) / (r.t_s - t0)
+        share = st.channel.share * inside
+        st.low_j = (st.low_j or 0.0) + (low - prev[1]) * share
+        st.high_j = (st.high_j or 0.0) + (high - prev[2]) * share
 
     def _add_power_only(self, st: ChannelState, t: float, p: float) -> None:
         if st.last_p is None or st.last_t is None:

@@ -297,3 +297,46 @@ def test_part_time_channel_records_the_range():
         ch = NvmlMeter(clock=clock, environ={}).channels()[0]
     assert ("power_reading", "instantaneous") in ch.details
     assert ("energy_from", "part-time readings integrated, ranged") in ch.details
+
+
+def footprint_device(ledger):
+    """The GPU's entry and the flags of the footprint a tracker would build from it."""
+    from greenml.assemble import usage_from_ledger
+
+    usage = usage_from_ledger(
+        ledger.totals(),
+        duration_s=0.0,
+        phase_durations=ledger.phase_durations(0.0),
+        phase_names=ledger.phase_names(),
+    )
+    return next(d for d in usage.devices if d.kind == "gpu"), usage.flags
+
+
+@pytest.mark.parametrize(
+    ("gpu", "flag"),
+    [(part_time(SPIKY), "part_time_power:gpu:0"), (averaged(BURSTY), None)],
+    ids=["part-time", "averaged"],
+)
+def test_the_footprint_states_each_counterless_range_and_it_covers_the_truth(gpu, flag):
+    # A 20 s run starting 2.37 s into the trace: the device entry carries the range the
+    # meter stated, clipped to the run, and it contains the exact integral.
+    start, stop = 2.37, 22.37
+    ledger, _ = run(gpu, start, stop)
+    device, flags = footprint_device(ledger)
+    exact_kwh = gpu.trace.energy_j(start, stop) / 3.6e6
+    assert device.energy_low_kwh <= exact_kwh <= device.energy_high_kwh
+    assert device.energy_low_kwh <= device.energy_kwh <= device.energy_high_kwh
+    assert (flag in flags) if flag else not any(f.startswith("part_time") for f in flags)
+
+
+def test_a_read_gap_reaches_the_footprint_as_a_flag():
+    ledger, _ = run(averaged(BURSTY), 2.0, 14.0, missed=range(40, 56))
+    _, flags = footprint_device(ledger)
+    assert "read_gaps:gpu:0" in flags
+
+
+def test_counter_gpus_state_no_range():
+    ledger, _ = run(SimGPU(trace=BURSTY), 2.0, 6.0)
+    device, flags = footprint_device(ledger)
+    assert device.energy_low_kwh is None and device.energy_high_kwh is None
+    assert not any(f.startswith(("part_time", "read_gaps")) for f in flags)
