@@ -17,6 +17,7 @@ interval that spans 10,000 switches costs the same as one that spans none.
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 
 
@@ -85,15 +86,32 @@ class PhaseTimeline:
         cum, tt, tp = self._cum, self._tt, self._tp
         while len(cum) < names:
             cum.append([0.0] * len(tt))
+        # Switches at one instant: the last one wins (a zero-length phase holds no time).
+        kept: list[tuple[float, int]] = []
         for t, p in pending:
-            if t <= tt[-1]:
-                tp[-1] = p  # a zero-length phase: the later switch wins
-                continue
-            last, held = tp[-1], t - tt[-1]
-            for q, column in enumerate(cum):
-                column.append(column[-1] + held if q == last else column[-1])
-            tt.append(t)
-            tp.append(p)
+            if kept and t <= kept[-1][0]:
+                kept[-1] = (kept[-1][0], p)
+            elif not kept and t <= tt[-1]:
+                tp[-1] = p
+            else:
+                kept.append((t, p))
+        if not kept:
+            return
+        # Column by column (a few list passes, not a Python loop over columns per switch):
+        # the phase active before each switch accrues the time since the previous one.
+        times = [t for t, _ in kept]
+        held = [b - a for a, b in zip([tt[-1], *times[:-1]], times, strict=True)]
+        before = [tp[-1], *(p for _, p in kept[:-1])]
+        for q, column in enumerate(cum):
+            column.extend(
+                itertools.accumulate(
+                    (h if b == q else 0.0 for h, b in zip(held, before, strict=True)),
+                    initial=column[-1],
+                )
+            )
+            del column[-len(kept) - 1]  # accumulate repeats the initial value
+        tt.extend(times)
+        tp.extend(p for _, p in kept)
 
     def _at(self, t: float) -> list[float]:
         """Each phase's cumulative active seconds up to ``t`` (>= the first transition)."""

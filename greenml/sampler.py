@@ -24,6 +24,7 @@ are pruned once every channel has moved past them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -440,12 +441,15 @@ class Ledger:
         return out
 
     def totals(self) -> dict[str, ChannelState]:
-        """A consistent copy of every channel's state."""
+        """A consistent copy of every channel's state (a shallow copy with its own
+        phase and queue containers: a snapshot costs microseconds, not an __init__)."""
         with self._lock:
-            return {
-                k: dataclasses.replace(st, phase_j=dict(st.phase_j), queue=list(st.queue))
-                for k, st in self.channels.items()
-            }
+            out = {}
+            for k, st in self.channels.items():
+                c = copy.copy(st)
+                c.phase_j, c.queue = dict(st.phase_j), list(st.queue)
+                out[k] = c
+            return out
 
 
 def _integrates_power(meter: Meter) -> bool:
