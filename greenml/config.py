@@ -268,14 +268,14 @@ def _convert(key: str, value: Any, origin: str) -> Any:
 
 
 def _toml_settings(folder: Path) -> tuple[dict[str, Any], str]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
     for name, path in (("greenml.toml", ()), ("pyproject.toml", ("tool", "greenml"))):
         f = folder / name
         if not f.is_file():
             continue
+        if sys.version_info >= (3, 11):  # imported only when there is a file to read
+            import tomllib
+        else:  # pragma: no cover - exercised on 3.10 only
+            import tomli as tomllib
         try:
             data: Any = tomllib.loads(f.read_text())
         except (tomllib.TOMLDecodeError, OSError) as e:

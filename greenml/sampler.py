@@ -25,7 +25,6 @@ are pruned once every channel has moved past them.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import threading
@@ -560,6 +559,12 @@ class Sampler:
                 as_meter(m).prepare()
             except Exception as e:
                 logger.warning("greenml: preparing %r failed: %s", m, e)
+        # What preparing found (a counter's first refreshes) goes to the ledger now, so
+        # the run has a power from its first fraction of a second.
+        try:
+            self._sample_some(self._slow)
+        except Exception:  # pragma: no cover - defensive: keep the thread alive
+            logger.warning("greenml: sample failed", exc_info=True)
         self.schedule(self.clock())
         while True:
             now = self.clock()

@@ -4,12 +4,17 @@ The GPU table is beside it in :mod:`greenml.factors.hardware`; the CPU estimate 
 uses this one is :class:`greenml.meters.cpu.CpuEstimateMeter`. The CSV is read with
 :mod:`csv` and located without importing codecarbon (which would load pandas), once per
 process. Matching, see :meth:`TdpTable.lookup`.
+
+A run needs one CPU, not the ~5,000 of the table: :meth:`TdpTable.codecarbon_for` keeps
+only the rows that can match it, found by a substring test before any of the (costly)
+name normalising, and gives the same answer as the whole table (see its docstring).
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 import os
 import re
@@ -24,6 +29,10 @@ _CLOCK = re.compile(r"@?\s*\d+(?:\.\d+)?\s*[gm]hz\b")
 _GENERATION = re.compile(r"\b\d+(?:st|nd|rd|th)\s+gen\b")
 _CORE_COUNT = re.compile(r"\b\d+-core\b")
 _NOISE = re.compile(r"\b(?:cpu|processor)\b|\bwith radeon\b.*$|[,®™]")
+#: Each pattern above needs one of these texts in the name (a blank put in by a
+#: replacement cannot make a new one): a name with none of them is only re-spaced.
+_PATTERN_PIECES = ("(", "hz", "gen", "-core", "cpu", "processor", "with radeon", ",", "®", "™")
+_ANY_PIECE = re.compile("|".join(map(re.escape, _PATTERN_PIECES)))
 
 
 def normalize_cpu_name(name: str) -> str:
@@ -31,6 +40,8 @@ def normalize_cpu_name(name: str) -> str:
     "Processor": ``"Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz"`` -> ``"intel xeon gold
     6248"``, ``"AMD EPYC 7763 64-Core Processor"`` -> ``"amd epyc 7763"``."""
     s = name.lower()
+    if not _ANY_PIECE.search(s):
+        return " ".join(s.split())  # none of the patterns can match: skip them (fast)
     s = _PARENS.sub(" ", s)
     s = _CLOCK.sub(" ", s)
     s = _GENERATION.sub(" ", s)
@@ -115,15 +126,21 @@ class TdpTable:
         return _codecarbon_table(cls)
 
     @classmethod
-    def _load_codecarbon(cls) -> TdpTable:
-        path = codecarbon_cpu_table_path()
-        try:
-            from importlib.metadata import version
+    def codecarbon_for(cls, cpu_model: str) -> TdpTable:
+        """CodeCarbon's table cut down to the rows that can match ``cpu_model``: its
+        :meth:`lookup` of ``cpu_model`` answers as :meth:`codecarbon`'s does, for a
+        fraction of the time (a run's start needs this one CPU). Cached per model.
 
-            label = f"CodeCarbon {version('codecarbon')} data/hardware/cpu_power.csv"
-        except Exception:  # pragma: no cover - metadata missing in odd installs
-            label = "CodeCarbon data/hardware/cpu_power.csv"
-        return cls.from_csv(path, label)
+        Why the answer is the same: every word of a normalised name is a piece of the
+        lower-cased name (normalising only cuts pieces out), and a row decides the lookup
+        only if its words are the CPU's (exact), or it shares a word with a digit with the
+        CPU, or it holds all the CPU's words. So a row none of whose lower-cased name
+        contains all the CPU's words, or one of its words with a digit, plays no part."""
+        return _codecarbon_for(cls, cpu_model)
+
+    @classmethod
+    def _load_codecarbon(cls) -> TdpTable:
+        return cls.from_csv(codecarbon_cpu_table_path(), _codecarbon_label())
 
     def lookup(self, cpu_model: str) -> TdpMatch | None:
         """The table entry for ``cpu_model`` (see the class docstring), or None."""
@@ -158,6 +175,83 @@ class TdpTable:
 @functools.cache
 def _codecarbon_table(cls: type[TdpTable]) -> TdpTable:
     return cls._load_codecarbon()
+
+
+@functools.lru_cache(maxsize=16)
+def _codecarbon_for(cls: type[TdpTable], cpu_model: str) -> TdpTable:
+    norm = normalize_cpu_name(cpu_model)
+    words = frozenset(norm.split())
+    numbered = frozenset(w for w in words if _has_digit(w))
+    rows: list[tuple[str, float]] = []
+    for name, tdp_text in _codecarbon_rows(words, numbered) if words else ():
+        row_norm = normalize_cpu_name(name)
+        if row_norm != norm:
+            if not numbered:
+                continue  # without a model number, only an exact match counts
+            tokens = frozenset(row_norm.split())
+            if not ((tokens <= words and tokens & numbered) or words <= tokens):
+                continue  # neither an inside nor an around match
+        try:
+            tdp = float(tdp_text)
+        except ValueError:
+            continue
+        if math.isfinite(tdp) and tdp > 0:
+            rows.append((name, tdp))
+    return cls(rows, _codecarbon_label())
+
+
+def _quoted_over_lines(text: str) -> bool:
+    """Whether a line of ``text`` has an odd number of quotes (a quoted cell goes on
+    over the line's end); only the lines with a quote are looked at."""
+    i = text.find('"')
+    while i != -1:
+        start = text.rfind("\n", 0, i) + 1
+        end = text.find("\n", i)
+        end = len(text) if end == -1 else end
+        if text.count('"', start, end) % 2:
+            return True
+        i = text.find('"', end)
+    return False
+
+
+def _codecarbon_rows(words: frozenset[str], numbered: frozenset[str]) -> list[tuple[str, str]]:
+    """(Name, TDP) cells of the rows of CodeCarbon's ``cpu_power.csv`` whose line holds
+    all of ``words`` or one of ``numbered`` (lower case), and a name and a TDP cell (the
+    rows :meth:`TdpTable.from_csv` would consider). The lines are picked by one regular
+    expression over the file; only those are parsed as CSV (the whole file is, when a
+    quoted cell spans lines)."""
+    with open(codecarbon_cpu_table_path(), newline="", encoding="utf-8") as f:
+        text = f.read()
+    header_end = text.find("\n") + 1 or len(text)
+    header = next(csv.reader([text[:header_end]]), [])
+    if "Name" not in header or "TDP" not in header:
+        return []
+    # DictReader semantics: a repeated column name keeps its last cell
+    i_name = len(header) - 1 - header[::-1].index("Name")
+    i_tdp = len(header) - 1 - header[::-1].index("TDP")
+    need = max(i_name, i_tdp)
+    body = text[header_end:]
+    low = body.lower()
+    if len(low) != len(body) or _quoted_over_lines(body):
+        lines: Iterable[str] = io.StringIO(body, newline="")
+    else:
+        alternatives = []
+        if words:
+            alternatives.append("".join(f"(?=[^\n]*{re.escape(w)})" for w in sorted(words)))
+        if numbered:
+            alternatives.append(f"(?=[^\n]*(?:{'|'.join(map(re.escape, sorted(numbered)))}))")
+        pattern = re.compile(f"^(?:{'|'.join(alternatives)})[^\n]*", re.M)
+        lines = [body[m.start() : m.end()] for m in pattern.finditer(low)]
+    return [(r[i_name], r[i_tdp]) for r in csv.reader(lines) if len(r) > need and r[i_name]]
+
+
+def _codecarbon_label() -> str:
+    try:
+        from greenml.factors.codecarbon_data import version
+
+        return f"CodeCarbon {version()} data/hardware/cpu_power.csv"
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        return "CodeCarbon data/hardware/cpu_power.csv"
 
 
 def codecarbon_cpu_table_path() -> Path:

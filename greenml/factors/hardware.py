@@ -45,7 +45,6 @@ gives exactly the formula above. (Cloud Carbon Footprint's own code amortises ov
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import re
@@ -230,6 +229,8 @@ def find_gpu(
     key = normalise_name(name)
     if key in index:
         return index[key]
+    import difflib  # only for an error's hint
+
     close = difflib.get_close_matches(key, list(index), n=5, cutoff=0.5)
     suggestions = list(dict.fromkeys(index[k].model for k in close))
     hint = f"; did you mean {', '.join(map(repr, suggestions))}?" if suggestions else "."

@@ -20,7 +20,6 @@ unknown instance type is an error suggesting the closest known names. Cloud pric
 from __future__ import annotations
 
 import datetime
-import difflib
 import functools
 import math
 import os
@@ -169,6 +168,8 @@ def lookup_price(
     own = own_price_advice(voice)
     if not candidates:
         known = sorted({p.instance_type for p in rows if p.provider == wanted})
+        import difflib  # only for an error's hint
+
         close = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
         if close:
             hint = f"did you mean {', '.join(close)}?"

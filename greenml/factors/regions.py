@@ -21,7 +21,6 @@ cached; callers get a fresh ``dict`` each time, holding frozen rows.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
@@ -173,6 +172,8 @@ def lookup_region(
         raise ConfigError(
             f"unknown cloud provider {provider!r}; the region table has {', '.join(providers)}"
         )
+    import difflib  # only for an error's hint
+
     close = difflib.get_close_matches(region, known, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise ConfigError(

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from greenml.config import PYTHON, Settings, Voice
 from greenml.errors import ConfigError, warn
-from greenml.factors.hourly import HourlyIntensity, load_hourly_csv
 from greenml.factors.location import Location
 from greenml.factors.provenance import Factor
 from greenml.factors.tables import Tables
+
+if TYPE_CHECKING:  # imported where an hourly file is read: most runs have none
+    from greenml.factors.hourly import HourlyIntensity
 
 SCOPES = ("scope2", "scope3-cat1")
 
@@ -127,7 +130,9 @@ def resolve_run_factors(
     t.validate()
     flags: list[str] = [f"user_table:{name}" for name in t.overridden()]
     needs_location = grid_intensity_g_per_kwh is None and hourly_intensity_csv is None
-    regions = t.regions()
+    # the user's region table, read (and checked) above; else None: the shipped one is
+    # read only if a cloud region is named
+    regions = t.regions() if t.path("regions") is not None else None
     loc: Location | None = loc_mod.detect(environ, regions=regions) if location is None else None
     if location is None and loc is None and location_from_metadata:
         # Opt-in only: ask the cloud's metadata service (short timeout, local endpoint).
@@ -164,6 +169,8 @@ def resolve_run_factors(
             note="given to greenml (location-based)",
         )
     elif hourly_intensity_csv is not None:
+        from greenml.factors.hourly import load_hourly_csv
+
         hourly = load_hourly_csv(hourly_intensity_csv)
     elif loc is not None:
         grid = _grid_for(loc, t, voice)

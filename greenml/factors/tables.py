@@ -21,7 +21,6 @@ the error names the file, the valid names and the closest one. Hidden files (``.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,12 +87,15 @@ class Tables:
         return _load(load_embodied, self.path("embodied"))
 
     def validate(self) -> None:
-        """Check the folder's files, then read every table this run will use (raises
-        ConfigError on an unknown file or a bad row)."""
-        if self.directory is not None:
-            _check_folder(self.directory, self.voice)
+        """Check the folder's files, then read every table of the user's this run will
+        use (raises ConfigError on an unknown file or a bad row). The shipped tables are
+        read when first needed (a run needs few of them), and then once per process."""
+        if self.directory is None:
+            return
+        _check_folder(self.directory, self.voice)
         for name in FILES:
-            getattr(self, name)()
+            if self.path(name) is not None:
+                getattr(self, name)()
 
 
 def in_tables_dir(file: str, voice: Voice = PYTHON) -> str:
@@ -120,6 +122,8 @@ def _check_folder(directory: str, voice: Voice) -> None:
     for name in names:
         if name in valid:
             continue
+        import difflib
+
         close = difflib.get_close_matches(name.lower(), sorted(valid), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else "."
         raise ConfigError(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 
 from greenml.errors import ConfigError, MeasurementError
@@ -49,7 +50,8 @@ KEY = "ram"
 class RamEstimateMeter(MeterBase):
     """Estimated RAM energy: ``watts_per_gb`` x installed GiB, constant over time.
 
-    ``total_bytes`` defaults to ``psutil.virtual_memory().total``. Raises
+    ``total_bytes`` defaults to ``psutil.virtual_memory().total`` (on Linux read from
+    ``MemTotal`` in ``/proc/meminfo``, as psutil does, without importing it). Raises
     :class:`ConfigError` for a ``total_bytes`` that is not a positive integer or a
     ``watts_per_gb`` that is not a finite number >= 0 (0 counts no RAM energy).
     """
@@ -62,9 +64,7 @@ class RamEstimateMeter(MeterBase):
         watts_per_gb: float = DEFAULT_WATTS_PER_GB,
     ) -> None:
         if total_bytes is None:
-            import psutil
-
-            total_bytes = int(psutil.virtual_memory().total)
+            total_bytes = installed_bytes()
         elif isinstance(total_bytes, bool) or not isinstance(total_bytes, int) or total_bytes <= 0:
             raise ConfigError(
                 f"total_bytes={total_bytes!r}: give the installed memory in bytes, an "
@@ -114,6 +114,23 @@ class RamEstimateMeter(MeterBase):
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def installed_bytes() -> int:
+    """The machine's memory, ``psutil.virtual_memory().total``: on Linux ``MemTotal`` of
+    ``/proc/meminfo`` x 1024, psutil's own reading, without importing psutil (~10 ms of
+    a run's start); elsewhere, or if that line is missing, psutil."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/meminfo", "rb") as f:
+                for line in f:
+                    if line.startswith(b"MemTotal:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+    import psutil
+
+    return int(psutil.virtual_memory().total)
 
 
 def make_ram_meter(

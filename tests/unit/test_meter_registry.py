@@ -12,16 +12,20 @@ import warnings
 import pytest
 
 from greenml import config
-from greenml.errors import ConfigError, GreenMLWarning
+from greenml.errors import ConfigError, GreenMLWarning, NotSupportedError
+from greenml.meters import registry
 from greenml.meters.amdsmi import AmdMeter
 from greenml.meters.cpu import CpuEstimateMeter
 from greenml.meters.nvml import NvmlMeter
 from greenml.meters.rapl import RaplDramMeter, RaplMeter
 from greenml.meters.registry import (
+    AMDSMI_NOT_INSTALLED,
     DISCOVERERS,
     GPU_VENDORS,
+    NVML_LIBRARY_NOT_FOUND,
     Context,
     GpuVendor,
+    _nvml_library_loads,
     default_meters,
     discover_cpu,
     discover_gpu,
@@ -95,6 +99,36 @@ def test_amd_when_there_is_no_nvidia(powercap):
             m.close()
     assert isinstance(meters[0], AmdMeter) and flags == []
     assert [c.key for c in meters[0].channels()] == ["gpu:0", "gpu:1"]
+
+
+@pytest.mark.skipif(
+    _nvml_library_loads(), reason="libnvidia-ml.so.1 loads here: NVML is not absent"
+)
+def test_without_the_nvml_library_the_quick_answer_is_nvml_meters_own(monkeypatch):
+    # The registry tells that NVML is absent without importing pynvml; in NvmlMeter's words.
+    with pytest.raises(NotSupportedError) as real:
+        NvmlMeter(environ={})
+    assert str(real.value) == NVML_LIBRARY_NOT_FOUND
+    monkeypatch.delitem(sys.modules, "pynvml")  # a fresh process: pynvml not imported yet
+    ctx = Context(settings(), ManualClock(0.0), {})
+    with pytest.raises(NotSupportedError) as quick:
+        GPU_VENDORS[0].build(ctx)
+    assert str(quick.value) == NVML_LIBRARY_NOT_FOUND
+    assert "pynvml" not in sys.modules
+
+
+def test_without_amdsmi_the_quick_answer_is_amd_meters_own(monkeypatch):
+    monkeypatch.setitem(sys.modules, "amdsmi", None)  # import amdsmi fails: not installed
+    with pytest.raises(NotSupportedError) as real:
+        AmdMeter(environ={})
+    assert str(real.value) == AMDSMI_NOT_INSTALLED
+    monkeypatch.delitem(sys.modules, "amdsmi")
+    monkeypatch.setattr(registry, "_installed", lambda module: module != "amdsmi")
+    ctx = Context(settings(), ManualClock(0.0), {})
+    with pytest.raises(NotSupportedError) as quick:
+        GPU_VENDORS[1].build(ctx)
+    assert str(quick.value) == AMDSMI_NOT_INSTALLED
+    assert "amdsmi" not in sys.modules
 
 
 def test_a_config_error_from_a_vendor_stops_discovery(powercap):

@@ -154,7 +154,7 @@ class TestPhaseTimeline:
 
         def brute(a, b):
             out = {}
-            for (t0, name), (t1, _) in zip(switches, [*switches[1:], (math.inf, "")]):
+            for (t0, name), (t1, _) in zip(switches, [*switches[1:], (math.inf, "")], strict=True):
                 lo, hi = max(a, t0), min(b, t1)
                 if hi > lo:
                     out[name] = out.get(name, 0.0) + hi - lo
