@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
@@ -41,6 +41,24 @@ class Usage:
     devices: tuple[DeviceEnergy, ...] = ()
     measurement: str = "estimated"
     flags: tuple[str, ...] = ()
+
+
+def with_durations(usage: Usage, duration_s: float, phase_durations: Mapping[str, float]) -> Usage:
+    """``usage`` with the run's and each phase's duration set (the energies unchanged)."""
+    phases = {
+        name: Usage(phase_durations.get(name, 0.0), u.gpu_j, u.cpu_j, u.ram_j)
+        for name, u in usage.phases.items()
+    }
+    return Usage(
+        duration_s,
+        usage.gpu_j,
+        usage.cpu_j,
+        usage.ram_j,
+        MappingProxyType(phases),
+        usage.devices,
+        usage.measurement,
+        usage.flags,
+    )
 
 
 def usage_of(fp: Footprint) -> Usage:
@@ -118,13 +136,20 @@ def assemble(
     instance_type: str | None,
     final: bool = True,
     extra_factors: tuple[Factor, ...] = (),
+    memo: dict[str, Any] | None = None,
 ) -> Footprint:
     """The footprint of ``usage`` under the factors ``rf`` (``grid`` decides the
     location-based intensity) and the hardware ``allocation``. ``extra_factors`` (an
-    estimate's power model) are listed first among the footprint's factors."""
-    from greenml.factors.hardware import embodied_kg
-
-    factors = factors_for(rf, grid=grid, instances_charged=allocation.instances_charged)
+    estimate's power model) are listed first among the footprint's factors. ``memo`` (a
+    dict the caller keeps for one run, whose ``rf`` and ``allocation`` do not change)
+    keeps what does not depend on the usage, so a run's snapshots stay cheap."""
+    memo = {} if memo is None else memo
+    if grid is rf.grid and "factors" in memo:
+        factors = memo["factors"]
+    else:
+        factors = factors_for(rf, grid=grid, instances_charged=allocation.instances_charged)
+        if grid is rf.grid:
+            memo["factors"] = factors
 
     def figures(u: Usage, **more: object) -> Footprint:
         return compute(
@@ -142,25 +167,43 @@ def assemble(
         )
 
     phases = {name: figures(u) for name, u in usage.phases.items()}
-    fp = figures(usage, phases=phases, devices=usage.devices, flags=usage.flags)
     embodied: float | None = None
-    embodied_factors: list[Factor] = []
+    embodied_factors: tuple[Factor, ...] = ()
     if allocation.gpus_per_server is not None:
-        try:
-            embodied, embodied_factors = embodied_kg(
-                allocation.gpus_per_server,
-                usage.duration_s / 3600.0,
-                share=allocation.server_share,
-                servers=allocation.servers,
-                table=rf.tables.embodied(),
-            )
-        except ConfigError as e:  # a user's embodied table that lacks an item
-            warn(f"embodied carbon not computed: {e}")
-    return dataclasses.replace(
-        fp,
+        if "embodied" not in memo:
+            memo["embodied"] = _embodied_per_hour(rf, allocation)
+        per_hour = memo["embodied"]
+        if per_hour is not None:
+            embodied = per_hour[0] * usage.duration_s / 3600.0
+            embodied_factors = tuple(per_hour[1])
+    return figures(
+        usage,
+        phases=phases,
+        devices=usage.devices,
+        flags=usage.flags,
         embodied_co2e_kg=embodied,
-        factors=tuple(extra_factors) + fp.factors + tuple(embodied_factors),
+        factors_before=tuple(extra_factors),
+        factors_after=embodied_factors,
     )
+
+
+def _embodied_per_hour(rf: RunFactors, allocation: Allocation) -> tuple[float, list[Factor]] | None:
+    """Embodied kgCO2e per reserved hour of the allocation (amortisation is linear in
+    time) and its factors; None, with a warning, when a user's table lacks an item."""
+    from greenml.factors.hardware import embodied_kg
+
+    assert allocation.gpus_per_server is not None
+    try:
+        return embodied_kg(
+            allocation.gpus_per_server,
+            1.0,
+            share=allocation.server_share,
+            servers=allocation.servers,
+            table=rf.tables.embodied(),
+        )
+    except ConfigError as e:  # a user's embodied table that lacks an item
+        warn(f"embodied carbon not computed: {e}")
+        return None
 
 
 # -- a run's ledger -> its usage ---------------------------------------------------------

@@ -202,8 +202,13 @@ def compute(
     instance_type: str | None = None,
     scope: str | None = None,
     final: bool = True,
+    embodied_co2e_kg: float | None = None,
+    factors_before: tuple[Factor, ...] = (),
+    factors_after: tuple[Factor, ...] = (),
 ) -> Footprint:
-    """Turn measured joules into a :class:`Footprint` with the given factors."""
+    """Turn measured joules into a :class:`Footprint` with the given factors (listed
+    after ``factors_before`` and before ``factors_after``, which the figures do not
+    use: an estimate's power model, the embodied-carbon factors)."""
     gpu_kwh, cpu_kwh, ram_kwh = gpu_j / J_PER_KWH, cpu_j / J_PER_KWH, ram_j / J_PER_KWH
     pue = factors.pue.value if factors.pue is not None else None
     energy_kwh = (gpu_kwh + cpu_kwh + ram_kwh) * (pue if pue is not None else 1.0)
@@ -243,9 +248,10 @@ def compute(
         devices=devices,
         measurement=measurement,
         flags=tuple(dict.fromkeys(flag_list)),
-        factors=factors.used(),
+        factors=(*factors_before, *factors.used(), *factors_after),
         location=location,
         instance_type=instance_type,
         scope=scope,
         final=final,
+        embodied_co2e_kg=embodied_co2e_kg,
     )

@@ -37,6 +37,7 @@ class PhaseTimeline:
         self._closed_s = [0.0]
         self._pending: list[tuple[float, int]] = []
         self.last_switch_s: float | None = None
+        self.switches = 0
         # Sampler side (the caller holds the ledger's lock): merged transitions.
         self._tt: list[float] = [start_s]  # transition instants
         self._tp: list[int] = [0]  # phase index from each instant on
@@ -59,6 +60,7 @@ class PhaseTimeline:
             self._current, self._since = p, t_s
             self._pending.append((t_s, p))
             self.last_switch_s = t_s
+            self.switches += 1
 
     def mark_stop(self, stop_s: float) -> None:
         with self._lock:

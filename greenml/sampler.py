@@ -24,7 +24,6 @@ are pruned once every channel has moved past them.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import threading
@@ -199,6 +198,7 @@ class Ledger:
             )
         self.timeline = PhaseTimeline(start_s, default_phase)
         self.warnings: list[str] = []
+        self._version = 0
 
     # -- phases ---------------------------------------------------------------------
 
@@ -209,6 +209,11 @@ class Ledger:
 
     def phase_names(self) -> list[str]:
         return list(self.timeline.names)
+
+    def version(self) -> tuple[int, int]:
+        """Changes when any figure may have: readings taken, a warning, the stop (first
+        number), or a phase switch (second)."""
+        return self._version, self.timeline.switches
 
     def phase_durations(self, now_s: float) -> dict[str, float]:
         """Seconds spent in each phase up to ``now_s`` (or the stop)."""
@@ -281,6 +286,7 @@ class Ledger:
 
     def add_many(self, readings: Iterable[Reading]) -> None:
         with self._lock:
+            self._version += 1
             self.timeline.merge()
             for r in readings:
                 st = self.channels.get(r.key)
@@ -387,6 +393,7 @@ class Ledger:
         """Record a warning in the run's flags (once), and log it unless done already."""
         with self._lock:
             if msg not in self.warnings:
+                self._version += 1
                 self.warnings.append(msg)
                 if log:
                     warn(msg)
@@ -397,6 +404,7 @@ class Ledger:
         """Fix the end of the run: later readings only count up to ``stop_s``."""
         with self._lock:
             if self.stop_s is None:
+                self._version += 1
                 self.timeline.mark_stop(stop_s)
                 self.timeline.merge()
                 self.stop_s = stop_s
@@ -406,6 +414,7 @@ class Ledger:
         than the stop with its last power."""
         with self._lock:
             self.mark_stop(stop_s)
+            self._version += 1
             for st in self.channels.values():
                 if st.head_pending_until is not None and st.slope_w is not None:
                     self._fill_head(st)
@@ -445,7 +454,8 @@ class Ledger:
         with self._lock:
             out = {}
             for k, st in self.channels.items():
-                c = copy.copy(st)
+                c = object.__new__(ChannelState)
+                c.__dict__.update(st.__dict__)
                 c.phase_j, c.queue = dict(st.phase_j), list(st.queue)
                 out[k] = c
             return out

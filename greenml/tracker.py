@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from greenml import config
 from greenml.assemble import (
+    Allocation,
     Usage,
     allocation_for,
     assemble,
@@ -43,6 +44,7 @@ from greenml.assemble import (
     hourly_grid,
     usage_from_ledger,
     usage_of,
+    with_durations,
 )
 from greenml.errors import GreenMLError, note_run_site, warn
 from greenml.factors.resolve import resolve_run_factors
@@ -104,6 +106,11 @@ class Tracker:
         self._flags: list[str] = []
         self._ledger: Ledger | None = None
         self._sampler: Sampler | None = None
+        # What the footprint's assembly keeps for the run (allocation, factors, embodied
+        # per hour): the GPUs measured and the factors do not change once started.
+        self._allocation: Allocation | None = None
+        self._assembly_memo: dict[str, Any] = {}
+        self._usage_memo: tuple[tuple[int, int], Usage, dict[str, Any]] | None = None
         self._start_s: float | None = None
         self._stop_s: float | None = None
         self._footprint: Footprint | None = None
@@ -433,17 +440,24 @@ class Tracker:
         resumed job's earlier part) through :func:`greenml.assemble.assemble`."""
         assert self._ledger is not None and self._start_s is not None
         assert self._wall_start_s is not None
-        states = self._ledger.totals()
         end = now_s if self._stop_s is None else self._stop_s
         rf = self.run_factors
-        usage = usage_from_ledger(
-            states,
-            duration_s=end - self._start_s,
-            phase_durations=self._ledger.phase_durations(now_s),
-            phase_names=self._ledger.phase_names(),
-            flags=[*self._flags, *rf.flags],
-        )
-        usage = dataclasses.replace(usage, flags=usage.flags + tuple(self._ledger.warnings))
+        # Between two readings only the durations move: the energies are the ledger's
+        # last ones, so a snapshot taken at every training step reuses them.
+        version = self._ledger.version()
+        if final or self._usage_memo is None or self._usage_memo[0] != version:
+            states = self._ledger.totals()
+            usage = usage_from_ledger(
+                states,
+                duration_s=0.0,
+                phase_durations={},
+                phase_names=self._ledger.phase_names(),
+                flags=[*self._flags, *rf.flags],
+            )
+            usage = dataclasses.replace(usage, flags=usage.flags + tuple(self._ledger.warnings))
+            self._usage_memo = (version, usage, states)
+        _, usage, states = self._usage_memo
+        usage = with_durations(usage, end - self._start_s, self._ledger.phase_durations(now_s))
         if self._carried is not None:
             usage = combined(usage, self._carried)
         grid = rf.grid
@@ -455,12 +469,15 @@ class Tracker:
                 start_s=self._start_s,
                 end_s=end,
             )
-        gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
+        if self._allocation is None:
+            gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
+            self._allocation = allocation_for(rf, gpus)
         loc = rf.location
         return assemble(
             usage,
             rf,
-            allocation_for(rf, gpus),
+            self._allocation,
+            memo=self._assembly_memo,
             grid=grid,
             location=(loc.text or loc.zone) if loc is not None else self.settings.location,
             instance_type=self.settings.instance_type,
