@@ -450,13 +450,26 @@ class Ledger:
 
     def totals(self) -> dict[str, ChannelState]:
         """A consistent copy of every channel's state (a shallow copy with its own
-        phase and queue containers: a snapshot costs microseconds, not an __init__)."""
+        phase and queue containers: a snapshot costs microseconds, not an __init__).
+
+        Segments still held for a boundary to settle are counted in the copy, split in
+        proportion to time: the figures so far include them, and the ledger's own
+        attribution replaces that split once the next reading arrives."""
         with self._lock:
             out = {}
+            lo_run, hi_run = self.start_s, math.inf if self.stop_s is None else self.stop_s
             for k, st in self.channels.items():
                 c = object.__new__(ChannelState)
                 c.__dict__.update(st.__dict__)
-                c.phase_j, c.queue = dict(st.phase_j), list(st.queue)
+                c.phase_j, c.queue = dict(st.phase_j), []
+                for a, b, joules in st.queue:
+                    lo, hi = max(a, lo_run), min(b, hi_run)
+                    if hi <= lo or b <= a:
+                        continue
+                    rate = joules / (b - a) * st.channel.share
+                    for name, seconds in self.timeline.time_in(lo, hi):
+                        c.phase_j[name] = c.phase_j.get(name, 0.0) + rate * seconds
+                    c.energy_j += rate * (hi - lo)
                 out[k] = c
             return out
 

@@ -395,3 +395,34 @@ def test_metadata_service_only_when_asked(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_snapshots_between_readings_move_the_durations_and_keep_the_energies():
+    # A snapshot reuses the ledger's figures until the next reading; the run's and the
+    # phases' durations (and what depends on them: the price per hour) still move.
+    clock = ManualClock(0.0)
+    run = greenml.Tracker(
+        meters=[ConstantMeter(clock, 100.0)],
+        clock=clock,
+        location="FR",
+        price_usd_per_hour=3.6,
+        log_to_mlflow=False,
+        journal=False,
+    ).start()
+    clock.advance(10.0)
+    run.sample_now()
+    first = run.snapshot()
+    clock.advance(5.0)
+    run.begin_phase("eval")
+    clock.advance(2.0)
+    later = run.snapshot()  # no reading since `first`
+    assert later.gpu_energy_kwh == first.gpu_energy_kwh == pytest.approx(1000.0 / 3.6e6)
+    assert (first.duration_s, later.duration_s) == (10.0, 17.0)
+    assert later.cost_usd == pytest.approx(3.6 * 17.0 / 3600.0)
+    assert later.phases["eval"].duration_s == pytest.approx(2.0)
+    assert later.phases["train"].duration_s == pytest.approx(15.0)
+    run.sample_now()
+    read = run.snapshot()  # a reading: the energies move, each phase gets its share
+    assert read.gpu_energy_kwh == pytest.approx(1700.0 / 3.6e6)
+    assert read.phases["eval"].gpu_energy_kwh == pytest.approx(200.0 / 3.6e6)
+    run.stop()
