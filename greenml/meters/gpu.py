@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from greenml.errors import DeviceLostError, MeasurementError
+from greenml.errors import DeviceLostError, MeasurementError, warn
 from greenml.meters.averaged import AveragedEnergy, PartTimeRange
 from greenml.meters.base import Channel, Clock, MeterBase, Reading
 from greenml.meters.counter_grid import NOMINAL_REFRESH_S, Counter, CounterGrid
@@ -109,6 +109,15 @@ class GpuMeter(MeterBase):
         self._shutdown = shutdown
         self._closed = False
         self._slots = [self._slot(d, simulated) for d in devices]
+        for slot in self._slots:
+            if slot.part_time is not None:
+                key, name = slot.channel.key, slot.channel.name
+                warn(
+                    f"{key} ({name}) has no energy counter, and its power readings see only "
+                    "about a quarter of the time: its energy is integrated from them and can "
+                    "be off by tens of percent on spiky work. The footprint states the range "
+                    f"it lies in (energy_low_kwh, energy_high_kwh; flagged part_time_power:{key})"
+                )
 
     @staticmethod
     def _slot(device: GpuDevice, simulated: bool) -> _Slot:

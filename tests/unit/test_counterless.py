@@ -13,9 +13,11 @@ from __future__ import annotations
 import itertools
 import random
 import statistics
+import warnings
 
 import pytest
 
+from greenml.errors import GreenMLWarning
 from greenml.meters.base import MeterBase
 from greenml.meters.nvml import NvmlMeter
 from greenml.sampler import Ledger, Sampler
@@ -340,3 +342,20 @@ def test_counter_gpus_state_no_range():
     device, flags = footprint_device(ledger)
     assert device.energy_low_kwh is None and device.energy_high_kwh is None
     assert not any(f.startswith(("part_time", "read_gaps")) for f in flags)
+
+
+def test_part_time_readings_are_announced_where_the_user_can_act():
+    # The estimate is likely low and nothing in the readings can tell by how much: the
+    # user hears it once, at the start, with the names of the range and the flag.
+    clock = ManualClock(0.0)
+    with (
+        SimulatedNVML([part_time(SPIKY)], clock=clock, epoch_s=0.0),
+        pytest.warns(
+            GreenMLWarning,
+            match=r"gpu:0 .*quarter of the time.*energy_low_kwh.*part_time_power:gpu:0",
+        ),
+    ):
+        NvmlMeter(clock=clock, environ={})
+    with SimulatedNVML([averaged(BURSTY)], clock=clock, epoch_s=0.0), warnings.catch_warnings():
+        warnings.simplefilter("error", GreenMLWarning)
+        NvmlMeter(clock=clock, environ={})  # 1 s averages are reconstructed: nothing to say
