@@ -25,8 +25,8 @@ from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, compu
 
 if TYPE_CHECKING:
     from greenml.factors.hourly import HourlyIntensity
+    from greenml.ledger import ChannelState
     from greenml.meters.base import Channel
-    from greenml.sampler import ChannelState
 
 
 @dataclass(frozen=True)

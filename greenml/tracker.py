@@ -49,9 +49,10 @@ from greenml.assemble import (
 from greenml.errors import GreenMLError, note_run_site, warn
 from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import Footprint
+from greenml.ledger import Ledger
 from greenml.meters.base import Clock, Meter
 from greenml.meters.registry import default_meters
-from greenml.sampler import Ledger, Sampler
+from greenml.sampler import Sampler
 from greenml.signals import SigtermGuard, unwatch_forks, watch_forks
 from greenml.sinks import setup as sink_setup
 from greenml.sinks.base import Target

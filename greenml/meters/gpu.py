@@ -219,7 +219,7 @@ class GpuMeter(MeterBase):
         """Read once more, waiting (at most ~2.5 refresh periods) for each counter's first
         two refreshes after ``stop_s``: the first measures the last stretch before the
         stop, the second tells the power just after it, which shapes how that stretch's
-        energy is split at the stop (see :func:`greenml.sampler.step_pieces`); averaged
+        energy is split at the stop (see :func:`greenml.ledger.step_pieces`); averaged
         readings held for settling are released."""
         self._grid.wait_past(self._counters(), stop_s)
         out = self.read()
