@@ -196,6 +196,10 @@ class GpuMeter(MeterBase):
                 else:
                     out.extend(self._sampled(s, t, s.device.power_mw() / 1000.0))
             except MeasurementError as e:
+                if isinstance(e, DeviceLostError) and s.averaged is not None:
+                    # What was measured before the loss is held for settling: release it
+                    # now, or it would never reach the ledger.
+                    out.extend(s.averaged.flush())
                 out.append(s.failed(t, e))
         return out
 

@@ -359,3 +359,22 @@ def test_part_time_readings_are_announced_where_the_user_can_act():
     with SimulatedNVML([averaged(BURSTY)], clock=clock, epoch_s=0.0), warnings.catch_warnings():
         warnings.simplefilter("error", GreenMLWarning)
         NvmlMeter(clock=clock, environ={})  # 1 s averages are reconstructed: nothing to say
+
+
+def test_an_averaged_gpu_lost_mid_run_keeps_what_was_measured_before():
+    # Points are held ~10 s for the periodic correction to settle; a GPU that falls off
+    # the bus 6 s into the run must still have its first 6 s counted, not 0 J.
+    gpu = SimGPU(
+        name="NVIDIA A10G",
+        architecture="ampere",
+        has_counter=False,
+        power_reading="average_1s",
+        power_limit_w=300.0,
+        trace=BURSTY,
+        lost_at_s=8.0,
+    )
+    with pytest.warns(GreenMLWarning, match="lost"):
+        ledger, _ = run(gpu, 2.0, 14.0)
+    st = ledger.totals()["gpu:0"]
+    assert st.lost_at_s == pytest.approx(8.0, abs=0.11)
+    assert st.energy_j == pytest.approx(BURSTY.energy_j(2.0, 8.0), rel=0.03)
