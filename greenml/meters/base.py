@@ -60,8 +60,8 @@ class Reading:
     """One observation of one channel.
 
     ``t_s`` is the monotonic time the value refers to, which a meter may set earlier
-    than the moment of the read (a stale counter refers to its last refresh; a 1 s
-    average refers to the middle of its window).
+    than the moment of the read (a stale counter refers to its last refresh; energy
+    reconstructed from 1 s averages refers to the instant it was settled for).
     ``energy_j`` is cumulative from an arbitrary origin and never decreases (meters
     unwrap counter wraparound). ``error`` is set, and the values are None, when the
     read failed; ``lost`` marks a device that will not come back.

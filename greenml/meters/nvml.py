@@ -18,11 +18,13 @@ Method per device, best first:
   split energy exactly at phase boundaries and at the start and stop. At stop,
   ``NvmlMeter.read_final`` waits for the first refresh after the stop (at most one
   refresh period) so the run's last ~100 ms are measured, not guessed.
-  The counter is read no faster than it refreshes outside those two short windows.
-- ``sampled``: where there is no counter (pre-Volta, many vGPU and MIG setups),
-  trapezoidal integration of ``nvmlDeviceGetPowerUsage``. On Ampere and newer GPUs,
-  except the GA100 (A100, A30), that reading is a 1 s moving average: such a reading
-  is stamped at the middle of its window (0.5 s before the read).
+  Otherwise the counter is read every 2 s, at once on a phase switch, and at each
+  refresh for a second after one (:mod:`greenml.sampler`).
+- ``sampled``: where there is no counter (pre-Volta, many vGPU and MIG setups), the
+  power reading ``nvmlDeviceGetPowerUsage``. On Ampere and newer GPUs, except the GA100
+  (A100, A30), that reading is a 1 s moving average, chained into exact cumulative
+  energy (:mod:`greenml.meters.averaged`); older readings see part of the time and are
+  integrated with a stated range.
 
 Only the job's GPUs are measured: ``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-`` UUIDs or
 unique prefixes, ``MIG-`` ids) and then ``gpu_ids`` (positions in that visible list, as
