@@ -378,3 +378,17 @@ def test_an_averaged_gpu_lost_mid_run_keeps_what_was_measured_before():
     st = ledger.totals()["gpu:0"]
     assert st.lost_at_s == pytest.approx(8.0, abs=0.11)
     assert st.energy_j == pytest.approx(BURSTY.energy_j(2.0, 8.0), rel=0.03)
+
+
+def test_a_sampling_interval_as_long_as_the_average_is_a_warning_at_the_start():
+    clock = ManualClock(0.0)
+    with SimulatedNVML([averaged(BURSTY)], clock=clock, epoch_s=0.0):
+        meter = NvmlMeter(clock=clock, environ={})
+        ledger = Ledger(meter.channels(), 0.0)
+        with pytest.warns(
+            GreenMLWarning, match=r"interval_s=1 .*gpu:0.*read_gaps:gpu:0.*below 1 s"
+        ):
+            Sampler([meter], ledger, clock=clock, interval_s=1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", GreenMLWarning)
+            Sampler([meter], ledger, clock=clock, interval_s=0.5)
