@@ -273,7 +273,9 @@ class CounterGrid:
                     return None
             elif t - c.last_read_s < 0.9 * c.period_s:
                 return None
-        if c.anchor_s is not None:
+        if c.anchor_s is None:
+            return self.stamp(c, t, c.read_mj())
+        for _ in range(3):
             # Right at a predicted refresh the value may be from either side of it, and
             # only a guess from the recent power could tell which: wait the few ms until
             # the refresh has surely happened, so the stamp is certain.
@@ -281,7 +283,15 @@ class CounterGrid:
             if -_AMBIGUOUS_S < ahead < _AMBIGUOUS_S:
                 self.sleep(ahead + 1.25 * _AMBIGUOUS_S)
                 t = self.clock()
-        return self.stamp(c, t, c.read_mj())
+            v = c.read_mj()
+            done = self.clock()
+            # The thread may have been held between taking the time and reading (the
+            # training thread holds the GIL for up to 5 ms at a time): if a refresh was
+            # due meanwhile, the value's refresh is not certain; read again.
+            if self.grid_point(c, done + _AMBIGUOUS_S) == self.grid_point(c, t - _AMBIGUOUS_S):
+                return self.stamp(c, t, v)
+            t = done
+        return self.stamp(c, t, v)
 
     def mid_refresh_after(self, counters: list[Counter], after_s: float) -> float | None:
         """The first instant after ``after_s`` half-way between two refreshes of the first
