@@ -10,18 +10,12 @@ from __future__ import annotations
 import sys
 
 import pytest
+from sim_drive import integral
 
 from greenml.errors import ConfigError, NotSupportedError
 from greenml.meters.amdsmi import AmdMeter
 from greenml.sampler import Ledger, Sampler
 from greenml.testing import ManualClock, SimAMDGPU, SimulatedAMDSMI, traces
-
-
-def integral(trace, a: float, b: float, dt: float = 1e-4) -> float:
-    """Midpoint rule on a fine grid: independent of the simulator's counter."""
-    n = max(1, round((b - a) / dt))
-    h = (b - a) / n
-    return sum(trace.power_w(a + (i + 0.5) * h) for i in range(n)) * h
 
 
 def drive(meter, clock, start_s, stop_s, step_s=0.1):

@@ -9,39 +9,12 @@ function), integrated here on a fine grid, never from the simulated counter.
 from __future__ import annotations
 
 import pytest
+from sim_drive import Timeline, integral
 
 from greenml.errors import ConfigError, GreenMLWarning, NotSupportedError
 from greenml.meters.nvml import NvmlMeter
 from greenml.sampler import Ledger, Sampler
 from greenml.testing import ManualClock, SimGPU, SimulatedNVML, traces
-
-
-def integral(trace, a: float, b: float, dt: float = 1e-4) -> float:
-    """Midpoint rule on a fine grid: independent of the simulator's counter."""
-    n = max(1, round((b - a) / dt))
-    h = (b - a) / n
-    return sum(trace.power_w(a + (i + 0.5) * h) for i in range(n)) * h
-
-
-class Timeline:
-    """The training thread's side of a run on a manual clock.
-
-    The meter's ``sleep`` (its ~1 ms polls while it finds the counter's refresh grid)
-    moves the clock through this object, which switches phases at their exact times as
-    time passes, as the training thread would while the sampler thread polls.
-    """
-
-    def __init__(self, clock):
-        self.clock, self.events, self.ledger = clock, [], None
-
-    def sleep(self, seconds):
-        self.clock.advance(seconds)
-        self.fire()
-
-    def fire(self):
-        while self.ledger is not None and self.events and self.events[0][0] <= self.clock():
-            t, name = self.events.pop(0)
-            self.ledger.set_phase(t, name)
 
 
 def drive(meter, clock, start_s, stop_s, step_s=0.1, phases=()):

@@ -14,6 +14,7 @@ import math
 import random
 
 import pytest
+from sim_drive import Timeline, integral
 
 from greenml.meters.nvml import NvmlMeter
 from greenml.phases import PhaseTimeline
@@ -24,38 +25,10 @@ BURSTY = traces.square(650.0, 150.0, 0.23, 0.31)
 WAKE_S = 0.004  # the sampler thread wakes this long after a switch
 
 
-def integral(trace, a: float, b: float, dt: float = 1e-4) -> float:
-    n = max(1, round((b - a) / dt))
-    h = (b - a) / n
-    return sum(trace.power_w(a + (i + 0.5) * h) for i in range(n)) * h
-
-
-class Schedule:
-    """The training thread's phase switches, fired at their exact times as the clock
-    moves (also while the meter sleeps between its synchronisation polls)."""
-
-    def __init__(self, clock, events):
-        self.clock, self.events = clock, sorted(events)
-        self.ledger = self.sampler = None
-
-    def sleep(self, seconds):
-        self.clock.advance(seconds)
-        self.fire()
-
-    def fire(self):
-        while self.ledger is not None and self.events and self.events[0][0] <= self.clock():
-            t, name = self.events.pop(0)
-            self.ledger.set_phase(t, name)
-            self.sampler.poke()
-
-    def next_event(self):
-        return self.events[0][0] if self.events else math.inf
-
-
 def run(trace, start, stop, events, **sampler_kw):
     """A tracked run over [start, stop] with phase switches at ``events`` [(t, name)]."""
     clock = ManualClock(0.0)
-    schedule = Schedule(clock, events)
+    schedule = Timeline(clock, events)
     with SimulatedNVML([SimGPU(trace=trace)], clock=clock) as sim:
         meter = NvmlMeter(clock=clock, sleep=schedule.sleep, environ={})
         clock.set(start)
