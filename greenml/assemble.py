@@ -22,11 +22,11 @@ from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors
 from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, compute
+from greenml.meters.gpu import averaging_window_s
 
 if TYPE_CHECKING:
     from greenml.factors.hourly import HourlyIntensity
     from greenml.ledger import ChannelState
-    from greenml.meters.base import Channel
 
 
 @dataclass(frozen=True)
@@ -211,10 +211,6 @@ def _embodied_per_hour(rf: RunFactors, allocation: Allocation) -> tuple[float, l
 _METHOD_RANK = {"counter": 0, "sampled": 1, "estimated": 2}
 
 
-def _reads_averages(ch: Channel) -> bool:
-    return any(k == "power_reading" and "average" in v for k, v in ch.details)
-
-
 def _range_kwh(st: ChannelState) -> dict[str, float]:
     """The device's stated range in kWh, widened by the uncertainty of its last
     cumulative value and never excluding the estimate itself; empty without a range."""
@@ -264,7 +260,7 @@ def usage_from_ledger(
                 **_range_kwh(st),
             )
         )
-        if st.low_j is not None and not _reads_averages(ch):
+        if st.low_j is not None and averaging_window_s(ch) is None:
             out_flags.append(f"part_time_power:{ch.key}")
         if st.gap_s > 0:
             out_flags.append(f"read_gaps:{ch.key}")

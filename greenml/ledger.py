@@ -224,9 +224,12 @@ class Ledger:
         if b > a and joules > 0:
             self._credit_pieces(st, [(a, b, joules)])
 
-    def _credit_pieces(self, st: ChannelState, pieces: list[tuple[float, float, float]]) -> None:
+    def _credit_pieces(
+        self, st: ChannelState, pieces: list[tuple[float, float, float]], *, series: bool = True
+    ) -> None:
         """Credit each ``(a, b, joules)``, spent at a steady rate over ``[a, b]``, to the
-        phases active in it, clipped to the run."""
+        phases active in it, clipped to the run (and to the power series unless
+        ``series=False``: a copy's provisional credit must not reach the shared series)."""
         lo_run = self.start_s
         hi_run = math.inf if self.stop_s is None else self.stop_s
         for a, b, joules in pieces:
@@ -237,7 +240,8 @@ class Ledger:
             for name, seconds in self.timeline.time_in(lo, hi):
                 st.phase_j[name] = st.phase_j.get(name, 0.0) + rate * seconds
             st.energy_j += rate * (hi - lo)
-            st.series.add(lo, hi, rate * (hi - lo))
+            if series:
+                st.series.add(lo, hi, rate * (hi - lo))
 
     def _has_cut(self, a: float, b: float) -> bool:
         """Whether attribution changes strictly inside ``(a, b)``: a phase switch, the
@@ -446,18 +450,10 @@ class Ledger:
         attribution replaces that split once the next reading arrives."""
         with self._lock:
             out = {}
-            lo_run, hi_run = self.start_s, math.inf if self.stop_s is None else self.stop_s
             for k, st in self.channels.items():
                 c = object.__new__(ChannelState)
                 c.__dict__.update(st.__dict__)
                 c.phase_j, c.queue = dict(st.phase_j), []
-                for a, b, joules in st.queue:
-                    lo, hi = max(a, lo_run), min(b, hi_run)
-                    if hi <= lo or b <= a:
-                        continue
-                    rate = joules / (b - a) * st.channel.share
-                    for name, seconds in self.timeline.time_in(lo, hi):
-                        c.phase_j[name] = c.phase_j.get(name, 0.0) + rate * seconds
-                    c.energy_j += rate * (hi - lo)
+                self._credit_pieces(c, st.queue, series=False)
                 out[k] = c
             return out

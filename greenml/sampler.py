@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from greenml.errors import warn
 from greenml.ledger import ChannelState, Ledger, Series, SeriesPoint, step_pieces
-from greenml.meters.base import Channel, Clock, Meter, Reading, as_meter
+from greenml.meters.base import Clock, Meter, Reading, as_meter
+from greenml.meters.gpu import averaging_window_s
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -39,18 +40,6 @@ IDLE_S = 2.0
 #: After a phase switch, those meters are read every ``interval_s`` for this long.
 SETTLE_S = 1.0
 THREAD_NAME = "greenml-sampler"
-
-
-def _averaging_window_s(ch: Channel) -> float | None:
-    """The window a channel's power readings average over, from its details
-    (``power_reading``: ``"1 s average"``), or None."""
-    for k, v in ch.details:
-        if k == "power_reading" and v.endswith(" s average"):
-            try:
-                return float(v.split()[0])
-            except ValueError:
-                return None
-    return None
 
 
 def _integrates_power(meter: Meter) -> bool:
@@ -100,10 +89,12 @@ class Sampler:
         self.interval_s = interval_s
         self.idle_s = max(idle_s, interval_s)
         self.settle_s = settle_s
-        self._fast = [m for m in self.meters if _integrates_power(m)]
+        fast = {id(m): _integrates_power(m) for m in self.meters}
+        self._fast = [m for m in self.meters if fast[id(m)]]
+        self._slow = [m for m in self.meters if not fast[id(m)]]
         for m in self._fast:
             for ch in m.channels():
-                window = _averaging_window_s(ch)
+                window = averaging_window_s(ch)
                 if window is not None and interval_s >= window:
                     warn(
                         f"interval_s={interval_s:g} is not shorter than the {window:g} s "
@@ -112,7 +103,6 @@ class Sampler:
                         f"there is estimated (flagged read_gaps:{ch.key}). Give an "
                         f"interval_s below {window:g} s (the default is {DEFAULT_INTERVAL_S:g})"
                     )
-        self._slow = [m for m in self.meters if not _integrates_power(m)]
         self._stop_event = threading.Event()
         self._poke = threading.Event()
         self._thread: threading.Thread | None = None

@@ -66,6 +66,19 @@ class GpuDevice(Protocol):
         ...
 
 
+def averaging_window_s(channel: Channel) -> float | None:
+    """The window over which a GPU channel's power readings average (the ``power_reading``
+    detail its meter wrote: ``"1 s average"``), or None (a counter, or instantaneous
+    readings)."""
+    for key, value in channel.details:
+        if key == "power_reading" and value.endswith(_AVERAGE_SUFFIX):
+            return float(value[: -len(_AVERAGE_SUFFIX)])
+    return None
+
+
+_AVERAGE_SUFFIX = " s average"
+
+
 @dataclass
 class _Slot:
     device: GpuDevice
@@ -127,7 +140,7 @@ class GpuMeter(MeterBase):
         if not info.has_counter:
             window = info.power_window_s
             details.append(
-                ("power_reading", f"{window:g} s average" if window else "instantaneous")
+                ("power_reading", f"{window:g}{_AVERAGE_SUFFIX}" if window else "instantaneous")
             )
             details.append(
                 (
