@@ -84,6 +84,12 @@ _FLOOR_READINGS = 10
 _EDGE_K = 3.0
 
 
+def _ceiling_w(power_limit_w: float | None, highest_w: float) -> float:
+    """The most an unseen stretch could have drawn: the board's power limit (twice the
+    highest reading when the limit is unknown), and never less than a reading seen."""
+    return max(power_limit_w if power_limit_w else 2.0 * highest_w, highest_w)
+
+
 @dataclass
 class _Chain:
     """One unbroken chain of averaged readings: its origin, ring and phase fold."""
@@ -258,8 +264,7 @@ class AveragedEnergy:
         """What unseen power could have been: from the lowest reading seen to the board's
         power limit (twice the highest reading seen when the limit is unknown)."""
         floor = 0.0 if self._min_w is math.inf else self._min_w
-        ceiling = self.power_limit_w if self.power_limit_w else 2.0 * self._max_w
-        return floor, max(ceiling, self._max_w)
+        return floor, _ceiling_w(self.power_limit_w, self._max_w)
 
     # -- output -----------------------------------------------------------------------------
 
@@ -336,8 +341,7 @@ class PartTimeRange:
             dt = t - t0
             f = self.seen_fraction
             seen = f * dt * (p0 + watts) / 2.0
-            ceiling = self.power_limit_w if self.power_limit_w else 2.0 * self._max_w
-            ceiling = max(ceiling, self._max_w)
+            ceiling = _ceiling_w(self.power_limit_w, self._max_w)
             # The lowest reading is a floor only once a second of readings has shown it.
             floor = self._min_w if self._n >= _FLOOR_READINGS else 0.0
             self._low += seen + (1.0 - f) * dt * floor
