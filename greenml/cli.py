@@ -682,9 +682,24 @@ def _table_rows(
         ]
         return _provider_rows(table, provider, rows, PUE_PROVIDERS, t)
     if table == "gpus":
+
+        def peaks(g: Any) -> str:
+            given = [
+                f"{name} {tflops:g}"
+                for name, tflops in (
+                    ("BF16", g.bf16_dense_tflops),
+                    ("FP16", g.fp16_dense_tflops),
+                    ("FP8", g.fp8_dense_tflops),
+                )
+                if tflops is not None
+            ]
+            if not given:
+                return ""
+            return f"; dense tensor peak {', '.join(given)} TFLOPS per GPU [{g.flops_source}]"
+
         return [
             f"{g.model}: {g.tdp_w:g} W board power, {g.form_factor}, {g.memory_gb:g} GB; also "
-            f"called {', '.join(g.aliases) or '-'} ({g.year}) [{g.source}; {g.licence}]"
+            f"called {', '.join(g.aliases) or '-'} ({g.year}) [{g.source}; {g.licence}]" + peaks(g)
             for g in t.gpus()
         ]
     if table == "embodied":

@@ -3,12 +3,24 @@
 Two shipped tables, both plain CSV under ``data/``:
 
 * ``gpus.csv`` -- one row per GPU board: ``model, aliases, tdp_w, form_factor, memory_gb,
-  source, year, licence, note``. ``aliases`` is ``|``-separated.
+  source, year, licence, note``, then the optional peak-throughput columns
+  ``bf16_dense_tflops, fp16_dense_tflops, fp8_dense_tflops, flops_source``. ``aliases`` is
+  ``|``-separated.
 * ``embodied.csv`` -- ``item, kg_co2e, lifetime_years, source, year, licence, note`` with the
   items ``server_base`` (one server without GPUs) and ``gpu`` (per GPU card).
 
 A user table with the same columns can be passed as ``path``; errors name the file, the
 row (the line number in the file, the header being line 1) and the column.
+
+Peak tensor throughput (:func:`peak_flops_factor`)
+--------------------------------------------------
+The denominator of model FLOPs utilisation (MFU = achieved FLOP/s / (GPUs x peak)): the
+dense (no 2:4 sparsity) tensor-core peak of one GPU, in TFLOPS, per input precision. NVIDIA's
+recent datasheets print the sparse figure with an asterisk; the table holds half of it, and
+``flops_source`` says which column and footnote the figure was read from. A cell is empty
+where the board has no tensor cores for that precision (no FP8 before Hopper/Ada, no BF16
+before Ampere). The four columns are optional in a user table (one without them still loads,
+its boards then having no peak); a figure needs its ``flops_source``.
 
 Name matching (:func:`find_gpu`)
 --------------------------------
@@ -45,16 +57,19 @@ gives exactly the formula above. (Cloud Carbon Footprint's own code amortises ov
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from os import PathLike
+from typing import Any
 
 from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError
-from greenml.factors.csvtable import read_table, rows
+from greenml.factors.csvtable import Row, read_table, rows
 from greenml.factors.provenance import Factor
 
 HOURS_PER_YEAR = 365 * 24
@@ -70,6 +85,15 @@ GPU_COLUMNS = (
     "licence",
     "note",
 )
+#: Optional columns of ``gpus.csv``: the dense tensor peaks (TFLOPS per GPU) and their source.
+GPU_FLOPS_COLUMNS = ("bf16_dense_tflops", "fp16_dense_tflops", "fp8_dense_tflops", "flops_source")
+#: The precisions :func:`peak_flops_factor` knows, each with its column.
+PEAK_PRECISIONS = {
+    "bf16": "bf16_dense_tflops",
+    "fp16": "fp16_dense_tflops",
+    "fp8": "fp8_dense_tflops",
+}
+_MAX_TFLOPS = 100_000.0  # above this a cell is more likely FLOP/s than TFLOPS
 EMBODIED_COLUMNS = ("item", "kg_co2e", "lifetime_years", "source", "year", "licence", "note")
 EMBODIED_ITEMS = ("server_base", "gpu")
 
@@ -89,6 +113,10 @@ class GpuSpec:
     year: int
     licence: str
     note: str = ""
+    bf16_dense_tflops: float | None = None  # dense tensor peak per GPU; None: not given / none
+    fp16_dense_tflops: float | None = None
+    fp8_dense_tflops: float | None = None
+    flops_source: str = ""  # where the peaks come from (datasheet, column, footnote)
 
 
 @dataclass(frozen=True)
@@ -134,7 +162,9 @@ def _parse_gpus(path: str | PathLike[str] | None) -> tuple[GpuSpec, ...]:
     label, text = read_table(path, "gpus.csv")
     specs: list[GpuSpec] = []
     seen: dict[str, tuple[int, str]] = {}  # normalised name -> (line, model)
-    for row in rows(label, text, GPU_COLUMNS):
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    optional = tuple(c for c in GPU_FLOPS_COLUMNS if c in header)
+    for row in rows(label, text, GPU_COLUMNS + optional):
         model = row.text("model")
         aliases = tuple(a.strip() for a in row["aliases"].split("|") if a.strip())
         for column, names in (("model", (model,)), ("aliases", aliases)):
@@ -159,11 +189,39 @@ def _parse_gpus(path: str | PathLike[str] | None) -> tuple[GpuSpec, ...]:
                 year=row.year("year", bounds=_PLAUSIBLE_YEARS),
                 licence=row.text("licence"),
                 note=row["note"],
+                **_peak_flops(row, optional),
             )
         )
     if not specs:
         raise ConfigError(f"{label}: the table has no rows")
     return tuple(specs)
+
+
+def _peak_flops(row: Row, present: tuple[str, ...]) -> dict[str, Any]:
+    """The optional peak-throughput cells of ``row`` (only the columns ``present`` in the
+    file's header): each empty or a TFLOPS figure, and any figure needs its source."""
+    peaks: dict[str, Any] = {}
+    for column in PEAK_PRECISIONS.values():
+        if column not in present or not row[column]:
+            continue
+        tflops = row.number(column, positive=True)
+        if tflops > _MAX_TFLOPS:
+            raise row.error(
+                column, f"is more than {_MAX_TFLOPS:,.0f}: give TFLOPS (10^12 FLOP/s) per GPU"
+            )
+        peaks[column] = tflops
+    source = row["flops_source"] if "flops_source" in present else ""
+    if peaks and not source:
+        why = "needs its source (datasheet, column) in column 'flops_source'"
+        if "flops_source" not in present:
+            raise ConfigError(
+                f"{row.label}, row {row.n}: the peak throughput in "
+                f"{', '.join(map(repr, peaks))} {why}, which the header lacks"
+            )
+        raise row.error("flops_source", f"is empty; the peak throughput in this row {why}")
+    if source:
+        peaks["flops_source"] = source
+    return peaks
 
 
 def load_embodied(path: str | PathLike[str] | None = None) -> dict[str, EmbodiedItem]:
@@ -286,6 +344,39 @@ def gpu_power_factor(spec: GpuSpec) -> Factor:
         spec.tdp_w,
         "W",
         source=spec.source,
+        year=spec.year,
+        licence=spec.licence,
+        note=note,
+    )
+
+
+def peak_flops_factor(spec: GpuSpec, precision: str = "bf16") -> Factor | None:
+    """The dense tensor-core peak of one ``spec`` GPU at ``precision`` (``"bf16"``,
+    ``"fp16"`` or ``"fp8"``) in FLOP/s, as a provenance record; None when the table gives
+    no figure. ``"bf16"`` on a board without BF16 tensor cores (V100, T4) is its FP16 peak,
+    and the note says so."""
+    if not isinstance(precision, str) or precision not in PEAK_PRECISIONS:
+        raise ConfigError(
+            f"precision {precision!r} is not one greenml knows a peak for; use one of "
+            f"{', '.join(map(repr, PEAK_PRECISIONS))}"
+        )
+    used = precision
+    tflops = getattr(spec, PEAK_PRECISIONS[precision])
+    if tflops is None and precision == "bf16":
+        used, tflops = "fp16", spec.fp16_dense_tflops
+    if tflops is None:
+        return None
+    note = (
+        f"dense (no sparsity) {used.upper()} tensor-core peak of one {spec.model} "
+        f"({tflops:g} TFLOPS)"
+    )
+    if used != precision:
+        note += f"; the table gives no BF16 peak for {spec.model}: its FP16 peak is used"
+    return Factor(
+        "gpu_peak_flops",
+        tflops * 1e12,
+        "FLOP/s",
+        source=spec.flops_source,
         year=spec.year,
         licence=spec.licence,
         note=note,
