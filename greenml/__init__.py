@@ -20,6 +20,7 @@ _EXPORTS = {
     "GreenMLError": "greenml.errors",
     "ConfigError": "greenml.errors",
     "GreenMLWarning": "greenml.errors",
+    "GreenMLBudgetExceeded": "greenml.errors",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

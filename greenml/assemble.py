@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors
-from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, compute
+from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, Work, compute
 from greenml.meters.gpu import averaging_window_s
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class Usage:
     devices: tuple[DeviceEnergy, ...] = ()
     measurement: str = "estimated"
     flags: tuple[str, ...] = ()
+    work: Work | None = None  # what the training loop counted (None: nothing)
 
 
 def with_durations(usage: Usage, duration_s: float, phase_durations: Mapping[str, float]) -> Usage:
@@ -58,7 +59,13 @@ def with_durations(usage: Usage, duration_s: float, phase_durations: Mapping[str
         usage.devices,
         usage.measurement,
         usage.flags,
+        usage.work,
     )
+
+
+def with_work(usage: Usage, work: Work | None) -> Usage:
+    """``usage`` with the work the training loop counted."""
+    return usage if work is None else dataclasses.replace(usage, work=work)
 
 
 def usage_of(fp: Footprint) -> Usage:
@@ -71,6 +78,7 @@ def usage_of(fp: Footprint) -> Usage:
         ram_j=fp.ram_energy_kwh * j,
         phases=MappingProxyType({name: usage_of(p) for name, p in fp.phases.items()}),
         measurement=fp.measurement,
+        work=fp.work if fp.steps is not None else None,
     )
 
 
@@ -90,6 +98,7 @@ def combined(now: Usage, before: Usage) -> Usage:
         ram_j=now.ram_j + before.ram_j,
         phases=MappingProxyType(phases),
         flags=tuple(dict.fromkeys((*now.flags, "resumed"))),
+        work=before.work if now.work is None else now.work.plus(before.work or Work()),
     )
 
 
@@ -137,12 +146,18 @@ def assemble(
     final: bool = True,
     extra_factors: tuple[Factor, ...] = (),
     memo: dict[str, Any] | None = None,
+    peak_flops: Factor | None = None,
+    work_phase: str | None = None,
 ) -> Footprint:
     """The footprint of ``usage`` under the factors ``rf`` (``grid`` decides the
     location-based intensity) and the hardware ``allocation``. ``extra_factors`` (an
     estimate's power model) are listed first among the footprint's factors. ``memo`` (a
     dict the caller keeps for one run, whose ``rf`` and ``allocation`` do not change)
-    keeps what does not depend on the usage, so a run's snapshots stay cheap."""
+    keeps what does not depend on the usage, so a run's snapshots stay cheap.
+
+    The work the usage carries gives the per-unit figures and, with ``peak_flops`` (one
+    GPU's), the model FLOPs utilisation over the time spent in ``work_phase`` (the
+    training phase; the whole run if it has no such phase)."""
     memo = {} if memo is None else memo
     if grid is rf.grid and "factors" in memo:
         factors = memo["factors"]
@@ -184,6 +199,12 @@ def assemble(
         embodied_co2e_kg=embodied,
         factors_before=tuple(extra_factors),
         factors_after=embodied_factors,
+        work=usage.work,
+        peak_flops=peak_flops,
+        gpus=len({d.key for d in usage.devices if d.kind == "gpu"}),
+        work_duration_s=(
+            usage.phases[work_phase].duration_s if work_phase in usage.phases else None
+        ),
     )
 
 
@@ -322,6 +343,24 @@ def hourly_grid(
     if not intervals:
         return None
     return table.factor(table.weighted(intervals))
+
+
+def peak_flops_for(
+    devices: Sequence[DeviceEnergy], rf: RunFactors, precision: str
+) -> Factor | None:
+    """One GPU's peak dense tensor throughput at ``precision`` (the ``gpu_peak_flops``
+    factor, for MFU) when the run's GPUs are all one board the GPU table knows; None
+    otherwise (no GPU, mixed boards, a board without the figure)."""
+    from greenml.factors.hardware import find_gpu, peak_flops_factor
+
+    names = {d.name for d in devices if d.kind == "gpu"}
+    if len(names) != 1:
+        return None
+    try:
+        spec = find_gpu(names.pop(), table=rf.tables.gpus())
+    except ConfigError:
+        return None
+    return peak_flops_factor(spec, precision)
 
 
 def allocation_for(rf: RunFactors, gpus_measured: int) -> Allocation:

@@ -60,6 +60,24 @@ def _share(allow_zero: bool) -> Parse:
     return parse
 
 
+def _count(key: str, value: Any, origin: str) -> int:
+    x = _number(key, value, origin, positive=True, allow_zero=False)
+    if x != int(x):
+        raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: give a whole number >= 1")
+    return int(x)
+
+
+def _choice(*valid: str) -> Parse:
+    def parse(key: str, value: Any, origin: str) -> str:
+        text = value.strip().lower() if isinstance(value, str) else value
+        if text not in valid:
+            choices = ", ".join(repr(v) for v in valid)
+            raise ConfigError(f"{_source(key, origin)}{value!r} is invalid: use one of {choices}")
+        return str(text)
+
+    return parse
+
+
 def _phase(key: str, value: Any, origin: str) -> str:
     try:
         return validate_phase_name(value)
@@ -248,6 +266,15 @@ class Settings:
     journal_dir: str = _setting(".greenml/journal", _text)
     sink_dir: str | None = _setting(None, _text)  # the directory sink's folder (off: None)
     log_interval_s: float = _setting(30.0, _positive)
+    node: str | None = _setting(None, _text)  # this host's name in a job (default: hostname)
+    # budgets (greenml.progress): a warning when crossed; stop_on_budget stops training
+    max_energy_kwh: float | None = _setting(None, _positive)
+    max_co2e_kg: float | None = _setting(None, _positive)
+    max_cost_usd: float | None = _setting(None, _positive)
+    stop_on_budget: bool = _setting(False, _boolean)
+    budget_on: str = _setting("actual", _choice("actual", "forecast"))
+    forecast_after_steps: int = _setting(20, _count)  # the first forecast, then each point
+    mfu_precision: str = _setting("bf16", _choice("bf16", "fp16", "fp8"))  # peak for MFU
     # where each value set came from: "argument", "env" or a settings file's path
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

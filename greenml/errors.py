@@ -14,7 +14,8 @@ nothing above the meters sees a ``pynvml.NVMLError``.
     │   ├── DeviceLostError        the device vanished mid-run (GPU fell off the bus)
     │   ├── NotSupportedError      the hardware or driver does not offer this reading
     │   └── DriverError            any other driver/library failure (NVML unknown error, I/O error)
-    └── SinkError              a sink (MLflow, the directory sink) could not take a record
+    ├── SinkError              a sink (MLflow, the directory sink) could not take a record
+    └── GreenMLBudgetExceeded  a budget was crossed with stop_on_budget (run.step raises it)
 
     GreenMLWarning (a UserWarning)   something the user must act on; see :func:`warn`
 
@@ -61,6 +62,17 @@ class DriverError(MeasurementError):
 
 class SinkError(GreenMLError):
     """A sink could not be used or refused a record (a malformed tracking URI, say)."""
+
+
+class GreenMLBudgetExceeded(GreenMLError):
+    """A budget (``max_energy_kwh``, ``max_co2e_kg``, ``max_cost_usd``) was crossed with
+    ``stop_on_budget=True``; raised once, by the next ``run.step()`` of a plain loop.
+    ``budget`` names the setting, ``limit`` and ``value`` are in its unit, ``basis`` is
+    ``"actual"`` or ``"forecast"``."""
+
+    def __init__(self, message: str, *, budget: str, limit: float, value: float, basis: str):
+        super().__init__(message)
+        self.budget, self.limit, self.value, self.basis = budget, limit, value, basis
 
 
 class GreenMLWarning(UserWarning):

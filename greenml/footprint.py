@@ -17,7 +17,40 @@ from greenml.factors.provenance import Factor
 
 J_PER_KWH = 3.6e6
 
-__all__ = ["DeviceEnergy", "Factor", "Factors", "Footprint", "compute"]
+__all__ = ["DeviceEnergy", "Factor", "Factors", "Footprint", "Work", "compute"]
+
+
+@dataclass(frozen=True)
+class Work:
+    """The work a run did, as its training loop counted it: optimizer steps, and the
+    samples, tokens and floating-point operations processed where they are known
+    (``None``: never counted, as opposed to zero)."""
+
+    steps: int = 0
+    samples: float | None = None
+    tokens: float | None = None
+    flops: float | None = None
+
+    def plus(self, other: Work) -> Work:
+        """This work and ``other`` together (a resumed job's parts)."""
+
+        def add(a: float | None, b: float | None) -> float | None:
+            return None if a is None and b is None else (a or 0.0) + (b or 0.0)
+
+        return Work(
+            self.steps + other.steps,
+            add(self.samples, other.samples),
+            add(self.tokens, other.tokens),
+            add(self.flops, other.flops),
+        )
+
+
+def _per(figure: float | None, amount: float | None, scale: float) -> float | None:
+    """``figure`` per ``amount`` times ``scale``; None where either is unknown or the
+    amount is zero."""
+    if figure is None or not amount:
+        return None
+    return figure * scale / amount
 
 
 @dataclass(frozen=True)
@@ -76,6 +109,41 @@ class Footprint:
     #: reserved time. Never part of co2e_kg / co2e_market_kg (the GHG-inventory figures).
     embodied_co2e_kg: float | None = None
     final: bool = True
+    #: The work counted (``run.step``, a framework callback): steps, samples, tokens and
+    #: FLOPs; ``None`` where never counted. Whole-run figures: phases carry none.
+    steps: int | None = None
+    samples: float | None = None
+    tokens: float | None = None
+    flops: float | None = None
+    #: Model FLOPs utilisation: ``flops`` / (training time x GPUs x the GPUs' peak dense
+    #: throughput, the ``gpu_peak_flops`` factor); None where either is unknown.
+    mfu: float | None = None
+
+    # -- intensity per unit of work (facility energy, location-based CO2e) ---------------
+
+    @property
+    def energy_wh_per_1k_samples(self) -> float | None:
+        return _per(self.energy_kwh, self.samples, 1e6)
+
+    @property
+    def co2e_g_per_1k_samples(self) -> float | None:
+        return _per(self.co2e_kg, self.samples, 1e6)
+
+    @property
+    def energy_wh_per_1m_tokens(self) -> float | None:
+        return _per(self.energy_kwh, self.tokens, 1e9)
+
+    @property
+    def co2e_g_per_1m_tokens(self) -> float | None:
+        return _per(self.co2e_kg, self.tokens, 1e9)
+
+    @property
+    def energy_wh_per_pflop(self) -> float | None:
+        return _per(self.energy_kwh, self.flops, 1e18)
+
+    @property
+    def work(self) -> Work:
+        return Work(self.steps or 0, self.samples, self.tokens, self.flops)
 
     @property
     def sci_co2e_kg(self) -> float | None:
@@ -128,6 +196,8 @@ class Footprint:
             elif f.name == "flags":
                 value = list(value)
             out[f.name] = value
+        for name in INTENSITIES:  # derived, for readers of footprint.json
+            out[name] = getattr(self, name)
         return out
 
     @classmethod
@@ -160,6 +230,16 @@ class Footprint:
             return cls(**kw)
         except (TypeError, AttributeError) as e:
             raise ValueError(f"not a greenml footprint ({e})") from e
+
+
+#: The per-unit-of-work figures derived from a footprint (properties of Footprint).
+INTENSITIES = (
+    "energy_wh_per_1k_samples",
+    "co2e_g_per_1k_samples",
+    "energy_wh_per_1m_tokens",
+    "co2e_g_per_1m_tokens",
+    "energy_wh_per_pflop",
+)
 
 
 @dataclass(frozen=True)
@@ -205,10 +285,18 @@ def compute(
     embodied_co2e_kg: float | None = None,
     factors_before: tuple[Factor, ...] = (),
     factors_after: tuple[Factor, ...] = (),
+    work: Work | None = None,
+    peak_flops: Factor | None = None,
+    gpus: int = 0,
+    work_duration_s: float | None = None,
 ) -> Footprint:
     """Turn measured joules into a :class:`Footprint` with the given factors (listed
     after ``factors_before`` and before ``factors_after``, which the figures do not
-    use: an estimate's power model, the embodied-carbon factors)."""
+    use: an estimate's power model, the embodied-carbon factors).
+
+    ``work`` (counted by the training loop) gives the per-unit figures; with the GPUs'
+    ``peak_flops`` (per GPU, FLOP/s), ``gpus`` and the time the work took
+    (``work_duration_s``: the training phase), the model FLOPs utilisation."""
     gpu_kwh, cpu_kwh, ram_kwh = gpu_j / J_PER_KWH, cpu_j / J_PER_KWH, ram_j / J_PER_KWH
     pue = factors.pue.value if factors.pue is not None else None
     energy_kwh = (gpu_kwh + cpu_kwh + ram_kwh) * (pue if pue is not None else 1.0)
@@ -233,6 +321,21 @@ def compute(
     else:
         flag_list.append("no_price")
 
+    mfu = None
+    counted: dict[str, Any] = {}
+    if work is not None:
+        counted = {
+            "steps": work.steps,
+            "samples": work.samples,
+            "tokens": work.tokens,
+            "flops": work.flops,
+        }
+        seconds = duration_s if work_duration_s is None else work_duration_s
+        if work.flops and peak_flops is not None and gpus > 0 and seconds > 0:
+            mfu = work.flops / (seconds * gpus * peak_flops.value)
+    used = factors.used()
+    if mfu is not None and peak_flops is not None:
+        used = (*used, peak_flops)
     return Footprint(
         duration_s=duration_s,
         energy_kwh=energy_kwh,
@@ -248,10 +351,12 @@ def compute(
         devices=devices,
         measurement=measurement,
         flags=tuple(dict.fromkeys(flag_list)),
-        factors=(*factors_before, *factors.used(), *factors_after),
+        factors=(*factors_before, *used, *factors_after),
         location=location,
         instance_type=instance_type,
         scope=scope,
         final=final,
         embodied_co2e_kg=embodied_co2e_kg,
+        mfu=mfu,
+        **counted,
     )

@@ -60,6 +60,70 @@ FIGURE_METRICS: Mapping[str, str] = MappingProxyType(
     }
 )
 
+# the work a training loop counted, and what it cost per unit (Footprint figures too)
+METRIC_STEPS = PREFIX + "steps"
+METRIC_SAMPLES = PREFIX + "samples"
+METRIC_TOKENS = PREFIX + "tokens"
+METRIC_FLOPS = PREFIX + "flops"  # model FLOPs as the trainer counts them
+METRIC_MFU = PREFIX + "mfu"  # model FLOPs utilisation, 0..1
+METRIC_ENERGY_WH_PER_1K_SAMPLES = PREFIX + "energy_wh_per_1k_samples"
+METRIC_CO2E_G_PER_1K_SAMPLES = PREFIX + "co2e_g_per_1k_samples"
+METRIC_ENERGY_WH_PER_1M_TOKENS = PREFIX + "energy_wh_per_1m_tokens"
+METRIC_CO2E_G_PER_1M_TOKENS = PREFIX + "co2e_g_per_1m_tokens"
+METRIC_ENERGY_WH_PER_PFLOP = PREFIX + "energy_wh_per_pflop"
+
+#: The Footprint's work figures and their metrics (counts add up over a run's blocks).
+WORK_METRICS: Mapping[str, str] = MappingProxyType(
+    {
+        "steps": METRIC_STEPS,
+        "samples": METRIC_SAMPLES,
+        "tokens": METRIC_TOKENS,
+        "flops": METRIC_FLOPS,
+    }
+)
+#: Ratios of a footprint's figures to its work: never added up over blocks.
+RATIO_METRICS: Mapping[str, str] = MappingProxyType(
+    {
+        "mfu": METRIC_MFU,
+        "energy_wh_per_1k_samples": METRIC_ENERGY_WH_PER_1K_SAMPLES,
+        "co2e_g_per_1k_samples": METRIC_CO2E_G_PER_1K_SAMPLES,
+        "energy_wh_per_1m_tokens": METRIC_ENERGY_WH_PER_1M_TOKENS,
+        "co2e_g_per_1m_tokens": METRIC_CO2E_G_PER_1M_TOKENS,
+        "energy_wh_per_pflop": METRIC_ENERGY_WH_PER_PFLOP,
+    }
+)
+
+# the projected figures of the whole run (greenml.progress), on time-series points
+FORECAST_PREFIX = PREFIX + "forecast/"
+METRIC_FORECAST_ENERGY_KWH = FORECAST_PREFIX + "energy_kwh"
+METRIC_FORECAST_CO2E_KG = FORECAST_PREFIX + "co2e_kg"
+METRIC_FORECAST_COST_USD = FORECAST_PREFIX + "cost_usd"
+FORECAST_METRICS: Mapping[str, str] = MappingProxyType(
+    {
+        "energy_kwh": METRIC_FORECAST_ENERGY_KWH,
+        "co2e_kg": METRIC_FORECAST_CO2E_KG,
+        "cost_usd": METRIC_FORECAST_COST_USD,
+    }
+)
+
+NODE_PREFIX = PREFIX + "node/"  # one host's figures in a multi-host job
+
+
+def _safe_host(host: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in host) or "host"
+
+
+def node_metric(host: str, metric: str) -> str:
+    """``greenml/energy_kwh`` (or the artifact ``greenml/footprint.json``) of host
+    ``host`` in a multi-host job: ``greenml/node/<host>/energy_kwh`` (the host name made
+    safe for MLflow)."""
+    return NODE_PREFIX + _safe_host(host) + "/" + metric[len(PREFIX) :]
+
+
+def node_param(host: str, name: str) -> str:
+    """A param or tag ``greenml.<name>`` of host ``host``: ``greenml.node.<host>.<name>``."""
+    return f"greenml.node.{_safe_host(host)}." + name[len("greenml.") :]
+
 
 def metric_gpu_energy_kwh(index: int) -> str:
     """``greenml/gpu_<index>/energy_kwh``: one GPU's IT energy."""
@@ -99,6 +163,13 @@ TAG_NODE = "greenml.node"
 TAG_RUN_ID = "greenml.run_id"  # matches a journal to its MLflow run (sync)
 TAG_STATUS = "greenml.status"  # finished | failed | killed, also on runs greenml attached to
 TAG_BLOCKS = "greenml.blocks"  # how many tracked blocks have logged into the run
+TAG_BUDGET_STOP = "greenml.budget_stop"  # the budget that stopped training, if one did
+# a distributed job (greenml.integrations.distributed): its shape, on the job's run
+TAG_HOSTS = "greenml.hosts"  # how many hosts measured the job
+TAG_WORLD_SIZE = "greenml.world_size"  # processes in the job (torchrun, SLURM)
+TAG_SLURM_JOB_ID = "greenml.slurm_job_id"
+TAG_SLURM_NODELIST = "greenml.slurm_nodelist"
+TAG_SLURM_ARRAY_TASK_ID = "greenml.slurm_array_task_id"
 _STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed"}
 
 # -- artifacts ----------------------------------------------------------------------------
@@ -159,6 +230,11 @@ def _energy_values(fp: Footprint) -> dict[str, float]:
         out[metric_gpu_energy_kwh(i)] = kwh
     for phase, pfp in fp.phases.items():
         out[metric_phase_energy_kwh(phase)] = pfp.energy_kwh
+    for mapping in (WORK_METRICS, RATIO_METRICS):
+        for figure, name in mapping.items():
+            value = getattr(fp, figure)
+            if value is not None:
+                out[name] = float(value)
     return out
 
 
@@ -171,10 +247,20 @@ def gpu_energy_by_index(fp: Footprint) -> dict[int, float]:
     return out
 
 
+_NOT_CUMULATIVE = frozenset(RATIO_METRICS.values())
+
+
 def is_cumulative(key: str) -> bool:
     """Whether a greenml metric adds up over a run's blocks (energy, CO2e, cost,
-    duration); the power metrics are rates and do not."""
-    return key.startswith(PREFIX) and not key.endswith(POWER_SUFFIX)
+    duration, work counted); power, ratios and forecasts do not."""
+    if not key.startswith(PREFIX) or key.endswith(POWER_SUFFIX):
+        return False
+    if key.startswith(FORECAST_PREFIX):
+        return False
+    return key not in _NOT_CUMULATIVE and not key.endswith(tuple(_RATIO_SUFFIXES))
+
+
+_RATIO_SUFFIXES = {"/" + m[len(PREFIX) :] for m in RATIO_METRICS.values()}
 
 
 # -- where a block sits in its run --------------------------------------------------------

@@ -42,9 +42,11 @@ from greenml.assemble import (
     assemble,
     combined,
     hourly_grid,
+    peak_flops_for,
     usage_from_ledger,
     usage_of,
     with_durations,
+    with_work,
 )
 from greenml.errors import GreenMLError, note_run_site, warn
 from greenml.factors.resolve import resolve_run_factors
@@ -52,7 +54,9 @@ from greenml.footprint import Footprint
 from greenml.ledger import Ledger
 from greenml.meters.base import Clock, Meter
 from greenml.meters.registry import default_meters
+from greenml.progress import Crossing, Progress, Watcher
 from greenml.sampler import Sampler
+from greenml.schema import FORECAST_METRICS, TAG_BUDGET_STOP
 from greenml.signals import SigtermGuard, unwatch_forks, watch_forks
 from greenml.sinks import setup as sink_setup
 from greenml.sinks.base import Target
@@ -121,6 +125,9 @@ class Tracker:
         self._pid: int | None = None  # the process that started the run (and measures it)
         self._carried: Usage | None = None  # what an earlier part of the job used (resume)
         self._step_provider: Callable[[], int | None] | None = None
+        self._progress = Progress(self.settings, self._speech)  # steps, budgets, forecast
+        self._watcher: Watcher | None = None
+        self._tags: dict[str, str] = {}  # more tags for the run's summary (add_tags)
         self.greenml_run_id: str | None = None
         self.last_run: Tracker | None = None  # set on the decorator's Tracker
 
@@ -181,10 +188,15 @@ class Tracker:
                 gpu_joules=self._gpu_joules_now,
                 step=self._current_step,
                 intensity_is_final=self.run_factors.hourly is None,
+                extras=self._point_extras,
+                fresh=self._sampler.poke,
             )
             if self._recorder is not None:
                 self.greenml_run_id = self._recorder.greenml_run_id
                 self._recorder.start()
+            if self._progress.budgets:
+                self._watcher = Watcher(self._progress, self._live_snapshot, self._sampler.poke)
+                self._watcher.start()
             watch_forks(self)
         self._guard.install()
         return self
@@ -223,6 +235,8 @@ class Tracker:
             if self._sampler is None or self._ledger is None or self._start_s is None:
                 raise GreenMLError("stop() called on a Tracker that was never started")
             self._stop_s = self._clock()
+            if self._watcher is not None:
+                self._watcher.stop()
             try:
                 self._sampler.stop(self._stop_s)
             except Exception:  # pragma: no cover - defensive: keep what was measured
@@ -231,7 +245,11 @@ class Tracker:
             self._footprint = self._build(self._stop_s, final=True)
             if self._recorder is not None:
                 try:
-                    self._recorder.finish(self._footprint, status)
+                    stop = self._progress.stop
+                    more = dict(self._tags)
+                    if stop is not None:
+                        more[TAG_BUDGET_STOP] = stop.text()
+                    self._recorder.finish(self._footprint, status, more_tags=more)
                 except Exception:  # the footprint is computed; recording trouble is logged
                     logger.warning("greenml: recording the run's summary failed", exc_info=True)
                     warn(
@@ -370,7 +388,70 @@ class Tracker:
 
     def _current_step(self) -> int | None:
         provider = self._step_provider
-        return provider() if provider is not None else None
+        return provider() if provider is not None else self._progress.position
+
+    # -- the training loop's steps ------------------------------------------------------
+
+    def step(
+        self,
+        samples: float | None = None,
+        tokens: float | None = None,
+        flops: float | None = None,
+        *,
+        step: int | None = None,
+        raise_on_budget: bool = True,
+    ) -> None:
+        """One optimizer step done, with the work it did where known (``samples``,
+        ``tokens``, model ``flops``): they give the per-unit figures
+        (``energy_wh_per_1k_samples``...), the MFU, and the steps of the time-series
+        points. ``step`` is a trainer's global step (else the steps are counted here).
+
+        O(1) in the training thread. With ``stop_on_budget=True``, the first call after a
+        budget was crossed raises :class:`~greenml.errors.GreenMLBudgetExceeded`
+        (``raise_on_budget=False``: never; read :attr:`stop_requested` instead)."""
+        if self._forked_child():
+            return
+        self._progress.count(step, samples, tokens, flops)
+        if raise_on_budget and self._progress.stop is not None:
+            self._progress.raise_if_stopped()
+
+    def set_total_steps(self, steps: int | None) -> None:
+        """The steps the whole run will take (a trainer's max steps): with it, the
+        forecast (``greenml/forecast/...``) projects the run's figures from the steps done."""
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
+            raise TypeError(f"set_total_steps() takes an int, not {steps!r}")
+        self._progress.total_steps = steps if steps and steps > 0 else None
+
+    @property
+    def stop_requested(self) -> Crossing | None:
+        """The budget crossing that asks training to stop (``stop_on_budget=True``), or
+        None. Callbacks read it after each step; ``str()`` of its ``text()`` says which."""
+        return self._progress.stop
+
+    @property
+    def forecast(self) -> dict[str, float]:
+        """The projected figures of the whole run (``energy_kwh``, ``co2e_kg``,
+        ``cost_usd``); empty until it can be made (see :mod:`greenml.progress`)."""
+        return self._progress.forecast_now()
+
+    def add_tags(self, tags: Mapping[str, str]) -> None:
+        """Tags for the run, sent with its summary (an integration's: the job's SLURM id,
+        its world size; names from :mod:`greenml.schema`)."""
+        self._tags.update({str(k): str(v) for k, v in tags.items()})
+
+    def log_point(self, step: int | None = None) -> None:
+        """Record a time-series point now, at ``step`` (default: the current step), as a
+        framework does on its logging steps. The recorder's thread takes it: no I/O here."""
+        if self._recorder is None or self._forked_child():
+            return
+        self._recorder.request_point(step if step is not None else self._current_step())
+
+    def _point_extras(self, fp: Footprint) -> dict[str, float]:
+        """A time-series point's forecast metrics (updating the forecast and checking the
+        budgets on the point's figures first)."""
+        self._progress.evaluate(fp)
+        forecast = self._progress.forecast_now()
+        return {name: forecast[f] for f, name in FORECAST_METRICS.items() if f in forecast}
 
     def resume_from(self, previous: Footprint | Mapping[str, Any]) -> None:
         """Carry over what an earlier, interrupted part of this job used (a footprint,
@@ -459,6 +540,11 @@ class Tracker:
             self._usage_memo = (version, usage, states)
         _, usage, states = self._usage_memo
         usage = with_durations(usage, end - self._start_s, self._ledger.phase_durations(now_s))
+        usage = with_work(usage, self._progress.work())
+        crossed = self._progress.crossed
+        if crossed:
+            flags = tuple(f"budget:{key}" for key in crossed)
+            usage = dataclasses.replace(usage, flags=usage.flags + flags)
         if self._carried is not None:
             usage = combined(usage, self._carried)
         grid = rf.grid
@@ -473,6 +559,10 @@ class Tracker:
         if self._allocation is None:
             gpus = sum(1 for st in states.values() if st.channel.kind == "gpu")
             self._allocation = allocation_for(rf, gpus)
+        if "peak_flops" not in self._assembly_memo:
+            self._assembly_memo["peak_flops"] = peak_flops_for(
+                usage.devices, rf, self.settings.mfu_precision
+            )
         loc = rf.location
         return assemble(
             usage,
@@ -483,6 +573,8 @@ class Tracker:
             location=(loc.text or loc.zone) if loc is not None else self.settings.location,
             instance_type=self.settings.instance_type,
             final=final,
+            peak_flops=self._assembly_memo["peak_flops"],
+            work_phase=self.settings.default_phase,
         )
 
 

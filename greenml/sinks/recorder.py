@@ -25,7 +25,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -88,9 +88,17 @@ class Recorder:
         wall_start_s: float | None = None,
         final_timeout_s: float = FINAL_TIMEOUT_S,
         step: Callable[[], int | None] | None = None,
+        extras: Callable[[Footprint], Mapping[str, float]] | None = None,
+        fresh: Callable[[], None] | None = None,
+        fresh_s: float = 0.15,
     ) -> None:
         self._snapshot = snapshot
         self._step = step  # the trainer's step now, or None: seconds since the start
+        self._extras = extras  # more metrics for a point (the forecast), from its footprint
+        self._fresh = fresh  # asks the sampler for readings now, fresh_s before a point
+        self._fresh_s = fresh_s
+        self._nudge = threading.Event()  # a point was asked for, or the run is ending
+        self._requested: list[int | None] = []  # steps of the points asked for
         self._gpu_joules = gpu_joules
         self.journal = journal
         self.targets = tuple(targets)
@@ -149,25 +157,66 @@ class Recorder:
             assert lane.thread is not None
             lane.thread.start()
 
+    def request_point(self, step: int | None = None) -> None:
+        """Ask for a time-series point now, at ``step`` (a framework's logging step): the
+        ticker thread takes it, so the caller's thread does no I/O. O(1), never blocks."""
+        self._requested.append(step)
+        self._nudge.set()
+
     def _tick_loop(self) -> None:
+        asked: list[int | None] = []
         while True:
             try:
-                self.tick()
+                self.tick(step=asked[-1] if asked else None)
             except Exception as e:  # never let one bad tick end the recording
                 logger.warning("greenml: recording a time-series point failed", exc_info=True)
                 warn(
                     f"recording a time-series point failed ({type(e).__name__}: {e}); "
                     "the run goes on, its time series may have gaps"
                 )
+            last_s = self._clock()
             for lane in self._lanes:
                 lane.wake.set()
-            # points on a fixed grid: a slow tick does not shift the next ones, and a late
-            # one brings no burst of catch-up points (the next is at least half an interval
-            # away, so two points never share a millisecond)
+            next_point = self._next_point(last_s)
+            if next_point is None:
+                return
+            asked = next_point
+
+    def _next_point(self, last_s: float) -> list[int | None] | None:
+        """Wait for the next point; return the steps of the points asked for (empty for a
+        grid point), or None when the run ends.
+
+        Points sit on a fixed grid: a slow tick does not shift the next ones, and a late
+        one brings no burst of catch-up points (the next is at least half an interval
+        away, so two points never share a millisecond). A point asked for comes at once,
+        and a grid point within half an interval after it is left out. The sampler is asked
+        for fresh readings ``fresh_s`` before each point."""
+        lead = self._fresh_s if self._fresh is not None else 0.0
+        while True:
             elapsed = self._clock() - self._start_s
             k = math.floor(elapsed / self._interval_s + 0.5) + 1
-            if self._stop.wait(max(self._start_s + k * self._interval_s - self._clock(), 0.0)):
-                return
+            due = self._start_s + k * self._interval_s
+            nudged = self._nudge.wait(max(due - lead - self._clock(), 0.0))
+            fresh = False
+            if not nudged and self._fresh is not None:
+                self._fresh()
+                fresh = True
+                nudged = self._nudge.wait(max(due - self._clock(), 0.0))
+            if self._stop.is_set():
+                return None
+            if not nudged:
+                if self._clock() - last_s >= self._interval_s / 2:
+                    return []
+                continue
+            self._nudge.clear()
+            asked, self._requested = self._requested, []
+            if not asked:
+                continue
+            if self._fresh is not None and not fresh:
+                self._fresh()
+                if self._stop.wait(self._fresh_s):
+                    return None
+            return asked
 
     def _send_loop(self, lane: _Lane) -> None:
         while True:
@@ -177,17 +226,18 @@ class Recorder:
             if self._finished and (not lane.pending or lane.down):
                 return  # all sent, or the target is away at the end: the journal keeps it
 
-    def tick(self, fp: Footprint | None = None) -> dict[str, Any]:
-        """Record one time-series point (journal first) and queue it for the targets."""
+    def tick(self, fp: Footprint | None = None, *, step: int | None = None) -> dict[str, Any]:
+        """Record one time-series point (journal first) and queue it for the targets;
+        ``step`` overrides the step provider's (a point a framework asked for)."""
         with self._rows_lock:
             if self._finished:
                 return {}
             fp = self._snapshot() if fp is None else fp
             if fp is None:  # the run is stopping: the summary is the last point
                 return {}
-            return self._tick(fp)
+            return self._tick(fp, step)
 
-    def _tick(self, fp: Footprint) -> dict[str, Any]:
+    def _tick(self, fp: Footprint, step: int | None = None) -> dict[str, Any]:
         elapsed = fp.duration_s
         if self._ticks == 0:
             # energy at the start is zero by definition: the exact base for each GPU's first
@@ -205,8 +255,14 @@ class Recorder:
                 power[i] = (j - j0) / (now_s - t0)
             self._last[i] = (now_s, j)
         values = schema.timeseries_values(fp, power)
+        if self._extras is not None:
+            values.update(self._extras(fp))
+        ts = self._ts(elapsed)
+        if self._last_ts is not None and ts <= self._last_ts:
+            ts = self._last_ts + 1  # two points never share a millisecond
+        where = {"step": int(step), "trainer_step": True} if step is not None else None
         record = self.journal.append(
-            {"t": "metrics", "ts": self._ts(elapsed), **self._step_of(elapsed), "metrics": values}
+            {"t": "metrics", "ts": ts, **(where or self._step_of(elapsed)), "metrics": values}
         )
         self._last_ts = record["ts"]
         if self._ticks == 0:
@@ -224,18 +280,23 @@ class Recorder:
         self.journal.flush()
         return record
 
-    def finish(self, fp: Footprint, status: str) -> None:
+    def finish(
+        self, fp: Footprint, status: str, *, more_tags: Mapping[str, str] | None = None
+    ) -> None:
         """Write the summary to the journal (on disk before this returns), stop the
-        threads and give the senders ``final_timeout_s`` (together) to deliver everything."""
+        threads and give the senders ``final_timeout_s`` (together) to deliver everything.
+        ``more_tags`` are more of the run's tags (the budget that stopped it)."""
         with self._rows_lock:
             if self._finished:
                 return
             self._finished = True
             self._stop.set()
+            self._nudge.set()
             self._keep_row(fp, fp.duration_s, _gpu_joules_of(fp), final=True)
             csv_text = self.timeseries_csv()
         gid = self._start["greenml_run_id"]
         tags = schema.run_tags(fp, node=self._start["node"], greenml_run_id=gid, status=status)
+        tags.update(more_tags or {})
         ts = self._ts(fp.duration_s)
         if self._last_ts is not None and ts <= self._last_ts:
             # a point taken as the run stopped, or within the end's millisecond: the summary

@@ -95,6 +95,8 @@ def open_recording(
     gpu_joules: Callable[[], tuple[float, dict[int, float]]] | None,
     step: Callable[[], int | None] | None,
     intensity_is_final: bool,
+    extras: Callable[[Footprint], Mapping[str, float]] | None = None,
+    fresh: Callable[[], None] | None = None,
 ) -> Recorder | None:
     """The journal (a file, or memory with ``journal=False`` or an unwritable folder)
     and the recorder that feeds ``targets`` from it, its start record written; ``None``
@@ -130,6 +132,8 @@ def open_recording(
             start_s=start_s,
             wall_start_s=wall_start_s,
             step=step,
+            extras=extras,
+            fresh=fresh,
         )
 
     try:
@@ -165,6 +169,7 @@ def _start_record(
         ),
         "run_id": mlflow.run_id if mlflow else None,
         "owns_run": bool(mlflow and mlflow.owns_run),
+        "mlflow_node": mlflow.node if mlflow else None,  # a host's records in a job's run
         "experiment": s.experiment,
         "run_name": s.run_name,
         "sink_dir": folder.uri if folder else None,
