@@ -29,6 +29,8 @@ from greenml.schema import (
     TAG_STATUS,
     Block,
     is_cumulative,
+    node_metric,
+    node_param,
     run_values,
     status_tag,
 )
@@ -155,8 +157,12 @@ class MlflowTarget:
         run_name: str | None = None,
         run_id: str | None = None,
         owns_run: bool = True,
+        node: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        # one host of a multi-host job: its records go under greenml/node/<node>/ (metrics,
+        # artifacts) and greenml.node.<node>. (params, tags); the job's run is not its own
+        self.node = node
         self.experiment = experiment
         self.run_name = run_name
         self.run_id = run_id
@@ -254,7 +260,7 @@ class MlflowTarget:
         if self.run_id is not None and self.run_exists(self.run_id):
             if block is not None:
                 self.block = block
-            elif self.owns_run:
+            elif self.owns_run or self.node is not None:
                 self.block = Block()
             else:
                 self.block = self.next_block()
@@ -318,10 +324,13 @@ class MlflowTarget:
         block = self.block
         values = run_values(record.get("metrics", {}), block, summary=record["t"] == "summary")
         step = int(record.get("step", 0)) + (0 if record.get("trainer_step") else block.step0)
+        node = self.node
+        if node is not None:
+            values = {node_metric(node, k): v for k, v in values.items()}
         metrics = [Metric(k, float(v), int(record["ts"]), step) for k, v in values.items()]
         if dedupe and metrics:
             metrics = [m for m in metrics if not self._has_point(m)]
-        tags = [RunTag(k, str(v)) for k, v in record.get("tags", {}).items()]
+        tags = [RunTag(self._name(k), str(v)) for k, v in record.get("tags", {}).items()]
         for i in range(0, max(len(metrics), 1), MAX_BATCH):
             batch = metrics[i : i + MAX_BATCH]
             if batch or (i == 0 and tags):
@@ -329,7 +338,8 @@ class MlflowTarget:
         for m in metrics:
             if m.key in self._history:
                 self._history[m.key].add((m.step, m.timestamp, m.value))
-        notes = self._log_params(record.get("params", {}))
+        params = {self._name(k): v for k, v in record.get("params", {}).items()}
+        notes = self._log_params(params)
         if record["t"] == "summary":
             for path, key in (
                 (block.footprint_artifact, "footprint"),
@@ -339,11 +349,16 @@ class MlflowTarget:
                     text = record[key]
                     if not isinstance(text, str):
                         text = json.dumps(text, indent=2, default=str)
-                    self.client.log_text(self.run_id, text, path)
-            if self.owns_run:
+                    where = node_metric(node, path) if node is not None else path
+                    self.client.log_text(self.run_id, text, where)
+            if self.owns_run and node is None:
                 status = str(record.get("status", "FINISHED"))
                 self.client.set_terminated(self.run_id, status, end_time=int(record["ts"]))
         return notes
+
+    def _name(self, key: str) -> str:
+        """A param's or tag's name in the run: a host's own under ``greenml.node.<host>.``"""
+        return node_param(self.node, key) if self.node is not None else key
 
     def _log_params(self, params: Mapping[str, Any]) -> list[str]:
         from mlflow.entities import Param
@@ -371,8 +386,8 @@ class MlflowTarget:
     def end(self, status: str, end_time_ms: int | None = None) -> None:
         """Mark a run that never sent its summary (killed) as ended."""
         assert self.run_id is not None
-        self.client.set_tag(self.run_id, TAG_STATUS, status_tag(status))
-        if self.owns_run:
+        self.client.set_tag(self.run_id, self._name(TAG_STATUS), status_tag(status))
+        if self.owns_run and self.node is None:
             self.client.set_terminated(
                 self.run_id, status, end_time=end_time_ms or int(time.time() * 1000)
             )

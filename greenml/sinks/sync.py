@@ -128,6 +128,7 @@ def sync_file(
         run_name=start.get("run_name"),
         run_id=contents.run_id,
         owns_run=bool(start.get("owns_run", True)),
+        node=start.get("mlflow_node") or None,  # type: ignore[arg-type]
     )
     journal = jr.Journal(path)
     try:
