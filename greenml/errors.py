@@ -82,6 +82,8 @@ class GreenMLWarning(UserWarning):
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _PASS_THROUGH = ("contextlib.py", "functools.py")
+# a callback's warning points past the framework that called it, at the user's fit()/train()
+_FRAMEWORKS = frozenset({"lightning", "pytorch_lightning", "transformers", "accelerate", "torch"})
 _REGISTRY: dict[Any, Any] = {}  # the "once" memory for warnings raised from greenml's threads
 # Messages already given, per filter list: Python's own "once" memory is reset whenever any
 # library touches the filters (MLflow does, on import), and a user must not see the same
@@ -90,12 +92,14 @@ _GIVEN: dict[int, tuple[list[Any], set[tuple[type, str]]]] = {}
 
 
 def _user_frame(frame: Any) -> tuple[Any, int]:
-    """The first frame outside greenml (and the stdlib's pass-through helpers), with its
+    """The first frame outside greenml (the stdlib's pass-through helpers, and the training
+    frameworks whose callbacks call greenml), with its
     ``stacklevel`` counted from ``frame`` (1); ``None`` in greenml's own threads."""
     level = 1
     while frame is not None and (
         frame.f_code.co_filename.startswith(_PACKAGE)
         or os.path.basename(frame.f_code.co_filename) in _PASS_THROUGH
+        or frame.f_globals.get("__name__", "").partition(".")[0] in _FRAMEWORKS
     ):
         frame, level = frame.f_back, level + 1
     if frame is not None and os.path.basename(frame.f_code.co_filename) == "threading.py":

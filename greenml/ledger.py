@@ -441,6 +441,19 @@ class Ledger:
                 out[ch.index] = out.get(ch.index, 0.0) + j
         return out
 
+    def joules_ahead(self, now_s: float) -> float:
+        """The IT energy (joules, after shares) used since each channel's last reading, at
+        its last power: what the totals will hold once readings catch up with ``now_s``.
+        For figures compared across time (the forecast, budgets); the totals stay the
+        ledger's own."""
+        ahead = 0.0
+        with self._lock:
+            for st in self.channels.values():
+                if st.slope_w is None or st.last_t is None or st.lost_at_s is not None:
+                    continue
+                ahead += st.slope_w * st.channel.share * max(0.0, now_s - st.last_t)
+        return ahead
+
     def totals(self) -> dict[str, ChannelState]:
         """A consistent copy of every channel's state (a shallow copy with its own
         phase and queue containers: a snapshot costs microseconds, not an __init__).

@@ -92,6 +92,7 @@ class Progress:
         self.tokens: float | None = None
         self.flops: float | None = None
         self.position: int | None = None  # the trainer's global step, else steps counted
+        self.offset = 0  # steps of an earlier part of the job (a resumed run counts on)
         self.total_steps: int | None = None
         # set by evaluate(), in greenml's threads
         self.stop: Crossing | None = None  # the crossing that asks training to stop
@@ -116,7 +117,7 @@ class Progress:
         """One optimizer step done (training thread; O(1)): ``step`` is the trainer's
         global step now (else the steps counted), the others this step's work."""
         self.steps += 1
-        self.position = self.steps if step is None else step
+        self.position = self.offset + self.steps if step is None else step
         if samples is not None:
             self.samples = (self.samples or 0.0) + samples
         if tokens is not None:

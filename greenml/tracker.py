@@ -50,7 +50,7 @@ from greenml.assemble import (
 )
 from greenml.errors import GreenMLError, note_run_site, warn
 from greenml.factors.resolve import resolve_run_factors
-from greenml.footprint import Footprint
+from greenml.footprint import J_PER_KWH, Footprint
 from greenml.ledger import Ledger
 from greenml.meters.base import Clock, Meter
 from greenml.meters.registry import default_meters
@@ -190,12 +190,13 @@ class Tracker:
                 intensity_is_final=self.run_factors.hourly is None,
                 extras=self._point_extras,
                 fresh=self._sampler.poke,
+                resumed=self._carried is not None,
             )
             if self._recorder is not None:
                 self.greenml_run_id = self._recorder.greenml_run_id
                 self._recorder.start()
             if self._progress.budgets:
-                self._watcher = Watcher(self._progress, self._live_snapshot, self._sampler.poke)
+                self._watcher = Watcher(self._progress, self._figures_now, self._sampler.poke)
                 self._watcher.start()
             watch_forks(self)
         self._guard.install()
@@ -387,8 +388,13 @@ class Tracker:
         self._step_provider = provider
 
     def _current_step(self) -> int | None:
+        """The step of a point now: the provider's (a trainer's global step), else the
+        steps the loop counted (from a resumed part's on), else None: seconds."""
         provider = self._step_provider
-        return provider() if provider is not None else self._progress.position
+        if provider is not None:
+            return provider()
+        p = self._progress
+        return p.position if p.position is not None else (p.offset or None)
 
     # -- the training loop's steps ------------------------------------------------------
 
@@ -448,8 +454,8 @@ class Tracker:
 
     def _point_extras(self, fp: Footprint) -> dict[str, float]:
         """A time-series point's forecast metrics (updating the forecast and checking the
-        budgets on the point's figures first)."""
-        self._progress.evaluate(fp)
+        budgets on the point's figures, brought up to now, first)."""
+        self._progress.evaluate(self._brought_up(fp))
         forecast = self._progress.forecast_now()
         return {name: forecast[f] for f, name in FORECAST_METRICS.items() if f in forecast}
 
@@ -458,13 +464,22 @@ class Tracker:
         or the dict of ``Footprint.to_dict()`` / a ``greenml/footprint.json``, as saved
         with a checkpoint): its IT energy, per phase too, and its duration are added to
         this run's, before the factors apply. The footprint is flagged ``resumed``. Call
-        it once, before the run stops (callbacks do it in ``load_state_dict``)."""
+        it once, best before :meth:`start` (callbacks do it in ``load_state_dict``): a
+        resumed run that logs into the MLflow run of its earlier part then continues that
+        run's totals instead of adding the earlier part twice."""
         if self._footprint is not None:
             raise GreenMLError("resume_from() after the run stopped: call it before stop()")
         if self._carried is not None:
             raise GreenMLError("resume_from() was already called for this run")
         fp = previous if isinstance(previous, Footprint) else Footprint.from_dict(previous)
         self._carried = usage_of(fp)
+        self._progress.offset = fp.steps or 0  # counted steps continue the earlier part's
+        if self._recorder is not None and not self._recorder.mark_resumed():
+            warn(
+                "resume_from() came after the run reached MLflow: if that run already holds "
+                "the earlier part's figures, they are counted twice there (the footprint is "
+                "right); call resume_from() before start()"
+            )
 
     # -- results ----------------------------------------------------------------------
 
@@ -502,6 +517,37 @@ class Tracker:
         if self._stopping:
             return None
         return self.snapshot()
+
+    def _figures_now(self) -> Footprint | None:
+        """The figures so far, brought up to now (see :meth:`_brought_up`); None once the
+        run is stopping."""
+        fp = self._live_snapshot()
+        return self._brought_up(fp) if fp is not None else None
+
+    def _brought_up(self, fp: Footprint) -> Footprint:
+        """``fp`` with its energy (and CO2e, and a per-kWh cost) brought from each device's
+        last reading up to the snapshot's time at the device's last power. Figures taken
+        at different moments then compare at equal footing: the forecast's rate and the
+        budgets do not see a counter's refresh steps. An hourly price already runs to now."""
+        if self._ledger is None or self._start_s is None or fp.final:
+            return fp
+        it_j = fp.it_energy_kwh * J_PER_KWH
+        ahead = self._ledger.joules_ahead(self._start_s + fp.duration_s)
+        if it_j <= 0 or ahead <= 0:
+            return fp
+        k = (it_j + ahead) / it_j
+        hourly = any(f.name == "price" for f in fp.factors)
+
+        def scaled(x: float | None) -> float | None:
+            return None if x is None else x * k
+
+        return dataclasses.replace(
+            fp,
+            energy_kwh=fp.energy_kwh * k,
+            co2e_kg=scaled(fp.co2e_kg),
+            co2e_market_kg=scaled(fp.co2e_market_kg),
+            cost_usd=fp.cost_usd if hourly else scaled(fp.cost_usd),
+        )
 
     def _gpu_joules_now(self) -> tuple[float, dict[int, float]]:
         """(seconds since the start, joules per GPU up to now), for the recorder."""

@@ -140,6 +140,12 @@ class JobRun:
         self._environ = environ
         self._meters = meters  # tests pass the world in, as to Tracker
         self.settings = config.resolve(self._kwargs, environ=environ)
+        # the factors too (an unknown location, a bad table), before training starts
+        from greenml.factors.resolve import resolve_run_factors
+
+        resolve_run_factors(
+            self.settings, environ=environ, voice=self.settings.voice(), missing_price="warn"
+        )
         self.tracker: Tracker | None = None
         self.topology: Topology | None = None
         self.measures = False

@@ -262,6 +262,11 @@ class MlflowTarget:
                 self.block = block
             elif self.owns_run or self.node is not None:
                 self.block = Block()
+            elif start.get("resumed"):
+                # a job resumed from a checkpoint: its figures already carry what came
+                # before (in this run or another), so the run's totals are not added again
+                nb = self.next_block()
+                self.block = Block(nb.number, nb.step0)
             else:
                 self.block = self.next_block()
             return

@@ -138,6 +138,13 @@ class Recorder:
     def greenml_run_id(self) -> str:
         return str(self._start["greenml_run_id"])
 
+    def mark_resumed(self) -> bool:
+        """The run's figures now carry an earlier part (a checkpoint's): a target that has
+        not placed the run yet does not add the run's earlier totals. False if one already
+        placed it (its totals before this block were added)."""
+        self._start["resumed"] = True
+        return not any(lane.run_known for lane in self._lanes)
+
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:

@@ -97,6 +97,7 @@ def open_recording(
     intensity_is_final: bool,
     extras: Callable[[Footprint], Mapping[str, float]] | None = None,
     fresh: Callable[[], None] | None = None,
+    resumed: bool = False,
 ) -> Recorder | None:
     """The journal (a file, or memory with ``journal=False`` or an unwritable folder)
     and the recorder that feeds ``targets`` from it, its start record written; ``None``
@@ -118,6 +119,7 @@ def open_recording(
                 "and are lost if the process dies (set journal_dir= to a writable folder)"
             )
     start = _start_record(s, targets, greenml_run_id, wall_start_s)
+    start["resumed"] = resumed  # figures carry an earlier part: a run's totals are not added
 
     def recorder(journal: Journal | MemoryJournal) -> Recorder:
         return Recorder(
