@@ -118,6 +118,13 @@ class Progress:
         global step now (else the steps counted), the others this step's work."""
         self.steps += 1
         self.position = self.offset + self.steps if step is None else step
+        self.add(samples, tokens, flops)
+
+    def add(
+        self, samples: float | None = None, tokens: float | None = None, flops: float | None = None
+    ) -> None:
+        """Work done without a step of its own (a trainer that counts its FLOPs only when
+        it logs, after the last step)."""
         if samples is not None:
             self.samples = (self.samples or 0.0) + samples
         if tokens is not None:

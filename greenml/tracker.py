@@ -421,6 +421,14 @@ class Tracker:
         if raise_on_budget and self._progress.stop is not None:
             self._progress.raise_if_stopped()
 
+    def add_work(
+        self, samples: float | None = None, tokens: float | None = None, flops: float | None = None
+    ) -> None:
+        """Work done that belongs to no single step (a trainer's FLOPs counted at its last
+        log, after the last step): added to the run's, no step counted."""
+        if not self._forked_child():
+            self._progress.add(samples, tokens, flops)
+
     def set_total_steps(self, steps: int | None) -> None:
         """The steps the whole run will take (a trainer's max steps): with it, the
         forecast (``greenml/forecast/...``) projects the run's figures from the steps done."""

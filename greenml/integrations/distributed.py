@@ -158,6 +158,7 @@ class JobRun:
         self._started = False
         self._footprint: Footprint | None = None
         self._step = 0
+        self._counting = False  # the trainer's step is known: points carry it
         self._synced = False  # several processes: the stop decision is shared at log points
         self._stop_reason: str | None = None
         self._job_crossed: set[str] = set()
@@ -172,6 +173,7 @@ class JobRun:
         total_steps: int | None = None,
         gpu_ids: Sequence[int | str] | None = None,
         framework: str | None = None,
+        global_step: int | None = None,
     ) -> JobRun:
         """Start measuring, on every rank (it may gather over the process group).
 
@@ -179,7 +181,8 @@ class JobRun:
         resolution: the active run, ``MLFLOW_RUN_ID``, else a new run); ``total_steps``:
         the trainer's max steps (for the forecast); ``gpu_ids``: the GPUs this rank uses
         (None: what CUDA says, else every GPU visible on the host); ``framework``: named
-        in messages."""
+        in messages; ``global_step``: the trainer's step at the start (a resumed job's), for
+        the first points."""
         if self._started:
             warn("this greenml callback was started twice; the first start is kept")
             return self
@@ -243,7 +246,9 @@ class JobRun:
             self.tracker.start()
             self.tracker.add_tags(topo.tags)
             self.tracker.set_total_steps(total_steps)
-            self.tracker.use_steps(lambda: self._step if self._step else None)
+            if global_step is not None:
+                self._step, self._counting = global_step, True
+            self.tracker.use_steps(lambda: self._step if self._counting else None)
         except ConfigError:
             raise  # bad settings: before training, as the callback's __init__ would
         except Exception as e:  # measuring must not stop the training
@@ -330,8 +335,15 @@ class JobRun:
         if t is None:
             return
         if global_step is not None:
-            self._step = global_step
+            self._step, self._counting = global_step, True
         t.step(samples, tokens, flops, step=global_step, raise_on_budget=False)
+
+    def add_work(
+        self, samples: float | None = None, tokens: float | None = None, flops: float | None = None
+    ) -> None:
+        """Work that belongs to no single step; see :meth:`greenml.Tracker.add_work`."""
+        if self.tracker is not None:
+            self.tracker.add_work(samples, tokens, flops)
 
     def log_point(self) -> None:
         """A time-series point now, at the current step (the framework's logging step).
@@ -341,7 +353,7 @@ class JobRun:
         share the stop decision here, over the process group, so that all stop together;
         across hosts the budgets are compared with the sum of the hosts' figures."""
         if self.tracker is not None:
-            self.tracker.log_point(self._step if self._step else None)
+            self.tracker.log_point(self._step if self._counting else None)
         if self._synced and any(getattr(self.settings, k) is not None for k in _BUDGET_KEYS):
             try:
                 self._share_stop()
