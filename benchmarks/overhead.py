@@ -130,6 +130,12 @@ def main() -> None:
             f"| sampler CPU, {args.gpus} simulated GPUs + CPU + RAM, no recording | "
             f"{cpu * 100:.2f} % of one core ({samples} samples in {args.seconds:.0f} s) |"
         )
+        budgets = {**off, "max_energy_kwh": 1e6, "max_cost_usd": 1e6}
+        cpu, samples = sampler_cpu(args.seconds, **budgets)
+        print(
+            f"| sampler + budget watcher CPU, {args.gpus} simulated GPUs, budgets set | "
+            f"{cpu * 100:.2f} % of one core ({samples} samples in {args.seconds:.0f} s) |"
+        )
         cpu, samples = sampler_cpu(args.seconds, **every_second)
         print(
             f"| sampler + recorder CPU, journal + MLflow every 1 s | "
