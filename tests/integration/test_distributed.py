@@ -171,3 +171,42 @@ def test_without_a_process_group_hosts_share_the_run_through_the_environment(
     assert run.data.tags[schema.TAG_HOSTS] == "2"
     assert run.data.tags[schema.node_param("node-b", schema.TAG_SLURM_JOB_ID)] == "4242"
     assert run.data.tags[schema.TAG_SLURM_JOB_ID] == "4242"  # the job's, with its totals
+
+
+DISAGREE = """
+import sys
+import torch.distributed as dist
+from greenml.errors import ConfigError
+from greenml.integrations.distributed import JobRun
+dist.init_process_group("gloo")
+job = JobRun({"log_to_mlflow": False, "journal": False})
+try:
+    job.start()
+except ConfigError as e:
+    print("ConfigError:", e)
+    sys.exit(3)
+print("started")
+"""
+
+
+def test_ranks_that_disagree_on_the_location_fail_on_every_rank_naming_both(tmp_path):
+    port = _free_port()
+    procs = []
+    for rank, location in enumerate(("FR", "DE")):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GREENML_LOCATION": location,
+               "GREENML_CPU_TDP_W": "10"}  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", DISAGREE],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 3, (out, err[-2000:])
+        assert "the job's ranks disagree on location: rank 0 has 'FR', rank 1 has 'DE'" in out
