@@ -243,12 +243,13 @@ class JobRun:
             self.tracker = self._tracker(host_gpus, given, tracking_uri)
             if self._carried is not None:
                 self.tracker.resume_from(self._carried)
-            self.tracker.start()
-            self.tracker.add_tags(topo.tags)
-            self.tracker.set_total_steps(total_steps)
+            # before the start: the recorder's first point already carries the step
             if global_step is not None:
                 self._step, self._counting = global_step, True
             self.tracker.use_steps(lambda: self._step if self._counting else None)
+            self.tracker.set_total_steps(total_steps)
+            self.tracker.add_tags(topo.tags)
+            self.tracker.start()
         except ConfigError:
             raise  # bad settings: before training, as the callback's __init__ would
         except Exception as e:  # measuring must not stop the training

@@ -225,6 +225,7 @@ class GreenMLCallback(Callback):
             total_steps=_total_steps(trainer) if stage == "fit" else None,
             gpu_ids=self._gpu_ids(trainer),
             framework="lightning",
+            global_step=trainer.global_step,
         )
         self._job, self._stage = job, stage
         self._world = trainer.world_size
