@@ -199,3 +199,30 @@ def private_mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def mlflow_defaults_restored() -> Iterator[None]:
+    """Each test starts from MLflow's own defaults. The frameworks under test change
+    MLflow's process-wide state: the Trainer's ``MLflowCallback`` calls
+    ``mlflow.set_tracking_uri`` with the server of its test and ``mlflow.set_experiment``
+    (which also sets ``MLFLOW_EXPERIMENT_ID`` in the environment), and a training that
+    raises leaves its fluent run open; a later test that relies on the local default store
+    would then log to that server, or into an experiment its store does not have."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    # MLflow has no public way to unset these (set_tracking_uri("") means ./mlruns)
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    utils._tracking_uri = None
+    fluent._active_experiment_id = None
