@@ -45,6 +45,7 @@ METRIC_GPU_ENERGY_KWH = PREFIX + "gpu_energy_kwh"  # IT energy, before PUE
 METRIC_CPU_ENERGY_KWH = PREFIX + "cpu_energy_kwh"
 METRIC_RAM_ENERGY_KWH = PREFIX + "ram_energy_kwh"
 METRIC_GPU_POWER_W = PREFIX + "gpu_power_w"  # all GPUs together
+METRIC_EMBODIED_CO2E_KG = PREFIX + "embodied_co2e_kg"  # SCI view: never in co2e_kg
 
 #: The Footprint figure behind each run-level metric (an unknown figure is left out).
 FIGURE_METRICS: Mapping[str, str] = MappingProxyType(
@@ -57,6 +58,7 @@ FIGURE_METRICS: Mapping[str, str] = MappingProxyType(
         "gpu_energy_kwh": METRIC_GPU_ENERGY_KWH,
         "cpu_energy_kwh": METRIC_CPU_ENERGY_KWH,
         "ram_energy_kwh": METRIC_RAM_ENERGY_KWH,
+        "embodied_co2e_kg": METRIC_EMBODIED_CO2E_KG,
     }
 )
 
@@ -120,9 +122,12 @@ def node_metric(host: str, metric: str) -> str:
     return NODE_PREFIX + _safe_host(host) + "/" + metric[len(PREFIX) :]
 
 
+NODE_PARAM_PREFIX = "greenml.node."  # one host's params and tags in a multi-host job
+
+
 def node_param(host: str, name: str) -> str:
     """A param or tag ``greenml.<name>`` of host ``host``: ``greenml.node.<host>.<name>``."""
-    return f"greenml.node.{_safe_host(host)}." + name[len("greenml.") :]
+    return f"{NODE_PARAM_PREFIX}{_safe_host(host)}." + name[len("greenml.") :]
 
 
 def metric_gpu_energy_kwh(index: int) -> str:
