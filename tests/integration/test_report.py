@@ -321,3 +321,45 @@ def test_the_command_as_a_subprocess_against_a_server(mlflow_server, tmp_path, p
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("run_id,run_name,experiment")
     assert "run(s) in the totals" in out.stderr
+
+
+def test_the_model_card_sums_a_pre_training_and_its_fine_tune(store):
+    from click.testing import CliRunner
+
+    uri, ids = store
+    r = CliRunner().invoke(report, ["--tracking-uri", uri, "--model-card", ids["fr"], ids["aws"]])
+    assert r.exit_code == 0, r.output
+    text = r.output
+    assert "co2_eq_emissions:\n  emissions: 7560.0\n" in text  # grams: (0.56 + 7.0) kg
+    assert '  training_type: "pre-training and fine-tuning"' in text
+    assert '  geographical_location: "FR, aws:us-east-1"' in text
+    assert f'  hardware_used: "1 x {H100}, 8 x {H100}"' in text
+    assert "- **Hours used:** 3.00 h wall-clock (17.0 GPU-hours)" in text
+    assert "- **Energy:** 30 kWh facility energy" in text
+    assert "EU AI Act, Annex XI, section 1, point 2 (d)-(e)" in text
+    assert "not recorded (the training did not log greenml/flops)" in text
+    assert "known: measured" in text
+    bad = CliRunner().invoke(report, ["--tracking-uri", uri, "--model-card", "nope"])
+    assert bad.exit_code == 1 and "run 'nope' is not in the tracking store" in bad.output
+    plain = CliRunner().invoke(report, ["--tracking-uri", uri, "--model-card", ids["plain"]])
+    assert plain.exit_code == 1 and "has no greenml figures" in plain.output
+    alone = CliRunner().invoke(report, ["--tracking-uri", uri, "--model-card"])
+    assert alone.exit_code == 2 and "needs the MLflow run ids" in alone.output
+
+
+def test_log_to_mlflow_keeps_the_report_as_an_artifact(store, tmp_path):
+    from click.testing import CliRunner
+    from mlflow import MlflowClient
+
+    uri, _ = store
+    out = tmp_path / "r.csv"
+    args = ["--tracking-uri", uri, "--year", "2026", "--format", "csv", "-o", str(out)]
+    r = CliRunner().invoke(report, [*args, "--log-to-mlflow"])
+    assert r.exit_code == 0, r.output
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("greenml-reports")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["r.csv"]
+    # a report never reports on the reports
+    again = CliRunner().invoke(report, [*args])
+    assert "5 run(s) in the totals" in again.output
