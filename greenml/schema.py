@@ -169,6 +169,13 @@ TAG_RUN_ID = "greenml.run_id"  # matches a journal to its MLflow run (sync)
 TAG_STATUS = "greenml.status"  # finished | failed | killed, also on runs greenml attached to
 TAG_BLOCKS = "greenml.blocks"  # how many tracked blocks have logged into the run
 TAG_BUDGET_STOP = "greenml.budget_stop"  # the budget that stopped training, if one did
+# a run imported from another tool's records (greenml import codecarbon)
+TAG_IMPORTED_FROM = "greenml.imported_from"  # "<tool> <tool version> <file name>"
+TAG_IMPORTED_RUN_ID = "greenml.imported_run_id"  # the tool's own run id: the match key
+TAG_IMPORTED_TIMESTAMP = "greenml.imported_timestamp"  # the source row's time, as written
+TAG_IMPORTED_RECOMPUTED = "greenml.imported_recomputed"  # params greenml filled in
+PARAM_IMPORTED_GRID_INTENSITY = "greenml.imported_grid_intensity_g_per_kwh"  # the tool's own
+MEASUREMENT_IMPORTED = "imported"  # the greenml.measurement of an imported run
 # a distributed job (greenml.integrations.distributed): its shape, on the job's run
 TAG_HOSTS = "greenml.hosts"  # how many hosts measured the job
 TAG_WORLD_SIZE = "greenml.world_size"  # processes in the job (torchrun, SLURM)

@@ -1,0 +1,1 @@
+"""Importers: runs measured by other tools, brought into MLflow with greenml's names."""
