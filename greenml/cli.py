@@ -141,6 +141,13 @@ def _format(fp: object) -> str:
     help="Where to write the footprint (JSON, every factor with its source).",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--report",
+    "report_out",
+    default="greenml-demo-report.html",
+    show_default=True,
+    help="Where to write the HTML report of the demo's run (greenml report).",
+)
 def demo(
     seconds: float,
     simulated_gpu: bool,
@@ -155,6 +162,7 @@ def demo(
     experiment: str,
     out: str,
     fmt: str,
+    report_out: str,
 ) -> None:
     """Run a short job on this machine, tracked into MLflow, and print its footprint.
 
@@ -227,6 +235,9 @@ def demo(
         )
         return
     click.echo(f"MLflow run {where.run_id} in experiment {experiment!r} at {where.uri}")
+    report = _demo_report(run, experiment, report_out)
+    if report is not None:
+        click.echo(f"ESG report of this run written to {report}")
     import importlib.util
 
     if importlib.util.find_spec("flask") is None:  # mlflow-skinny only: no UI
@@ -236,6 +247,32 @@ def demo(
         f"then browse to http://127.0.0.1:5000/#/experiments/{where.experiment_id}/runs/"
         f"{where.run_id}"
     )
+
+
+def _demo_report(run: Any, experiment: str, path: str) -> str | None:
+    """The HTML report of the demo's own run (simulated runs included: it is the demo),
+    written to ``path``; None, with a warning, if it could not be made."""
+    import datetime as dt
+    import os
+
+    from greenml.errors import warn
+
+    try:
+        from greenml.report import load_runs, render, summarize
+
+        today = dt.datetime.now(dt.timezone.utc).date()
+        uri = run.settings.tracking_uri
+        runs = load_runs(uri, [experiment], today - dt.timedelta(days=1), today)
+        attrs = dict(runs.attrs)
+        runs = runs[runs["run_id"] == run.mlflow.run_id]
+        runs.attrs.update(attrs)
+        summary = summarize(runs, include_simulated=True, organisation="greenml demo")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(render(summary, "html"))
+    except Exception as e:  # the demo's run is measured and logged; the report is extra
+        warn(f"the demo's report could not be written ({e}); try `greenml report`")
+        return None
+    return os.path.abspath(path)
 
 
 def _cli_voice(command: click.Command, **renamed: str) -> Voice:
@@ -720,6 +757,67 @@ def _table_rows(
         for p in t.prices()
     ]
     return _provider_rows(table, provider, rows, PRICE_PROVIDERS, t)
+
+
+@main.group("import")
+def import_() -> None:
+    """Bring runs measured by other tools into MLflow, with greenml's names."""
+
+
+@import_.command("codecarbon")
+@click.argument("csv_file", metavar="EMISSIONS_CSV")
+@click.option(
+    "--experiment",
+    default=None,
+    help="MLflow experiment for every run. Default: each row's CodeCarbon project_name.",
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow store to import into. Default: MLFLOW_TRACKING_URI, else MLflow's local "
+    "store (sqlite:///mlflow.db in this folder).",
+)
+@click.option(
+    "--timezone",
+    "timezone",
+    default=None,
+    help="IANA time zone (UTC, Europe/Paris...) of timestamps written without a UTC offset, "
+    "as CodeCarbon writes them: the local time of the machine it ran on. Default: this "
+    "machine's.",
+)
+def import_codecarbon(
+    csv_file: str, experiment: str | None, tracking_uri: str | None, timezone: str | None
+) -> None:
+    """Turn CodeCarbon's emissions.csv into MLflow runs with greenml's names.
+
+    One run per CodeCarbon run (the rows a run flushed are its time series), tagged
+    greenml.measurement=imported, so that `greenml report` counts it. Every row is checked
+    before anything is imported; importing the same file again creates nothing new."""
+    from greenml.errors import ConfigError, GreenMLError
+    from greenml.importers.codecarbon import import_codecarbon as run_import
+    from greenml.importers.codecarbon import parse_timezone
+
+    try:
+        parse_timezone(timezone)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint="--timezone") from e
+    try:
+        result = run_import(
+            csv_file, experiment=experiment, tracking_uri=tracking_uri, timezone=timezone
+        )
+    except GreenMLError as e:
+        raise click.ClickException(str(e)) from e
+    for line in result.describe():
+        click.echo(line)
+
+
+def _add_report() -> None:
+    from greenml.report.command import report
+
+    main.add_command(report)
+
+
+_add_report()
 
 
 if __name__ == "__main__":  # pragma: no cover
