@@ -93,12 +93,12 @@ def test_two_hosts_of_two_ranks_log_the_sum_of_the_hosts_once(tmp_path, mlflow_s
         return m[schema.node_metric(host, metric)]
 
     # each host's GPUs, measured by its lowest rank: their own power x their own duration
+    # (within a quarter of a second of the host's power: a 3 s run's edges, on a busy machine)
     for host, watts in (("node-a", 500.0), ("node-b", 400.0)):
         seconds = node(host, schema.METRIC_DURATION_S)
         assert seconds > 2.5
-        assert node(host, schema.METRIC_GPU_ENERGY_KWH) * 3.6e6 == pytest.approx(
-            watts * seconds, rel=0.03
-        )
+        joules = node(host, schema.METRIC_GPU_ENERGY_KWH) * 3.6e6
+        assert joules == pytest.approx(watts * seconds, abs=watts * 0.25)
     assert schema.node_metric("node-a", schema.metric_gpu_energy_kwh(2)) not in m  # not used
     # the job's totals: the sum of the hosts, each GPU once
     for metric in (
