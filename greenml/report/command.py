@@ -208,7 +208,11 @@ def _terminal_table(s: dict[str, Any]) -> str:
             f"  {len(dq['without_greenml'])} run(s) without greenml data (listed in the report)"
         )
     if dq["simulated"]:
-        what = "excluded" if dq["simulated_excluded"] else "included"
+        what = (
+            "excluded (--include-simulated counts them)"
+            if dq["simulated_excluded"]
+            else "included"
+        )
         lines.append(f"  {len(dq['simulated'])} simulated run(s), {what}")
     return "\n".join(lines)
 
