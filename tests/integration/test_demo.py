@@ -48,6 +48,15 @@ def test_demo_logs_into_the_local_mlflow_store_and_says_how_to_open_it(plain_cwd
     written = json.loads((plain_cwd / "greenml-demo-footprint.json").read_text())
     assert written["energy_kwh"] == run.data.metrics["greenml/energy_kwh"]
     assert "footprint written to greenml-demo-footprint.json" in result.output
+    # and the journey's end: the ESG report of this run, its figures the run's own
+    report = plain_cwd / "greenml-demo-report.html"
+    assert f"ESG report of this run written to {report}" in result.output
+    html = report.read_text()
+    assert run_id in html and "ESRS E1-5" in html and "<svg" in html
+    from greenml.report.markdown import number  # the report's own number format
+
+    energy_mwh = run.data.metrics["greenml/energy_kwh"] / 1000
+    assert f"{number(energy_mwh)} MWh" in html  # the run's facility energy
 
 
 def test_demo_rejects_a_bad_value_with_a_clear_message():

@@ -281,6 +281,16 @@ def test_formats_carry_the_same_figures_and_neutralise_user_text(store):
     assert sum(float(r["energy_kwh"]) for r in rows if r["included"] == "true") == pytest.approx(76)
 
 
+def test_html_and_markdown_of_the_store_escape_its_hostile_names(store):
+    _, s = report_of(store)
+    html, md = render(s, "html"), render(s, "md")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)" in html
+    assert "<script>" not in md
+    for text in (html, md):
+        assert "0.076" in text  # the facility energy in MWh
+        assert "HYPOTHETICAL" in text
+
+
 def test_the_inputs_hash_changes_with_the_figures(store):
     _, a = report_of(store)
     _, b = report_of(store)
