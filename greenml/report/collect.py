@@ -17,6 +17,7 @@ Usable from a notebook::
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,12 @@ def load_runs(
     from greenml.sinks.mlflow import absolute_uri, default_tracking_uri, reachable, redact_uri
 
     uri = absolute_uri(tracking_uri or default_tracking_uri(None))
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
+        # MLflow would create an empty store there: a report of nothing, and a stray file
+        raise ConfigError(
+            f"there is no MLflow store at {uri} (no such file); give --tracking-uri (or set "
+            "MLFLOW_TRACKING_URI), or run the report in the folder that holds mlflow.db"
+        )
     if not reachable(uri):
         raise SinkError(f"the tracking store {redact_uri(uri)} does not accept connections")
     since_d = parse_date(since, flag="--since") if isinstance(since, str) else since

@@ -322,6 +322,14 @@ def test_the_command_writes_the_report_and_says_what_is_wrong(store, tmp_path):
         assert "Traceback" not in r.output
 
 
+def test_no_store_in_the_folder_is_said_and_none_is_created(plain_cwd):
+    from click.testing import CliRunner
+
+    r = CliRunner().invoke(report, [])
+    assert r.exit_code == 1 and "there is no MLflow store at sqlite:///" in r.output
+    assert not (plain_cwd / "mlflow.db").exists()
+
+
 def test_the_command_as_a_subprocess_against_a_server(mlflow_server, tmp_path, plain_cwd):
     out = subprocess.run(
         [sys.executable, "-m", "greenml.cli", "report", "--tracking-uri", mlflow_server.uri,
