@@ -209,9 +209,7 @@ def _terminal_table(s: dict[str, Any]) -> str:
         )
     if dq["simulated"]:
         what = (
-            "excluded (--include-simulated counts them)"
-            if dq["simulated_excluded"]
-            else "included"
+            "excluded (--include-simulated counts them)" if dq["simulated_excluded"] else "included"
         )
         lines.append(f"  {len(dq['simulated'])} simulated run(s), {what}")
     return "\n".join(lines)
