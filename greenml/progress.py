@@ -189,17 +189,22 @@ class Progress:
 
     def _cross(self, crossing: Crossing) -> None:
         self.crossed[crossing.budget] = crossing
-        voice = self._voice
-        if self.stop_on_budget:
-            if self.stop is None:
-                self.stop = crossing
-            action = "training is being stopped (stop_on_budget)"
-        else:
-            action = f"training goes on; {voice.switch('stop_on_budget')} stops it at a budget"
-        warn(f"budget crossed: {crossing.text()}; {action}")
+        if self.stop_on_budget and self.stop is None:
+            self.stop = crossing
+        announce(crossing.text(), stopping=self.stop_on_budget, voice=self._voice)
 
     def forecast_now(self) -> dict[str, float]:
         return dict(self.forecast)
+
+
+def announce(what: str, *, stopping: bool, voice: Voice) -> None:
+    """Warn once that a budget was crossed (``what``: :meth:`Crossing.text`, or a job's
+    figure), and whether training is being stopped or how to have it stopped."""
+    if stopping:
+        action = "training is being stopped (stop_on_budget)"
+    else:
+        action = f"training goes on; {voice.switch('stop_on_budget')} stops it at a budget"
+    warn(f"budget crossed: {what}; {action}")
 
 
 class Watcher:

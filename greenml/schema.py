@@ -259,9 +259,6 @@ def gpu_energy_by_index(fp: Footprint) -> dict[int, float]:
     return out
 
 
-_NOT_CUMULATIVE = frozenset(RATIO_METRICS.values())
-
-
 def is_cumulative(key: str) -> bool:
     """Whether a greenml metric adds up over a run's blocks (energy, CO2e, cost,
     duration, work counted); power, ratios and forecasts do not."""
@@ -269,10 +266,10 @@ def is_cumulative(key: str) -> bool:
         return False
     if key.startswith(FORECAST_PREFIX):
         return False
-    return key not in _NOT_CUMULATIVE and not key.endswith(tuple(_RATIO_SUFFIXES))
+    return not key.endswith(_RATIO_SUFFIXES)  # greenml/mfu, greenml/node/<host>/mfu...
 
 
-_RATIO_SUFFIXES = {"/" + m[len(PREFIX) :] for m in RATIO_METRICS.values()}
+_RATIO_SUFFIXES = tuple("/" + m[len(PREFIX) :] for m in RATIO_METRICS.values())
 
 
 # -- where a block sits in its run --------------------------------------------------------

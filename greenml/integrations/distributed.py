@@ -45,7 +45,7 @@ from greenml import config, schema
 from greenml.assemble import measurement_of
 from greenml.errors import ConfigError, GreenMLError, warn
 from greenml.footprint import DeviceEnergy, Footprint
-from greenml.progress import BUDGETS
+from greenml.progress import BUDGETS, announce
 from greenml.tracker import Tracker
 
 logger = logging.getLogger(__name__)
@@ -388,12 +388,9 @@ class JobRun:
                 self._job_crossed.add(key)
                 text = f"{key}={limit:g} ({total:.4g} {unit} for the job at step {self._step})"
                 if self.topology.rank == 0:
-                    action = (
-                        "training is being stopped (stop_on_budget)"
-                        if self.settings.stop_on_budget
-                        else "training goes on; stop_on_budget=True stops it at a budget"
+                    announce(
+                        text, stopping=self.settings.stop_on_budget, voice=self.settings.voice()
                     )
-                    warn(f"budget crossed: {text}; {action}")
                 if self.settings.stop_on_budget and reason is None:
                     reason = text
         if reason is not None and self._stop_reason is None:
