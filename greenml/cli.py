@@ -370,7 +370,12 @@ def _comparison(options: list[Estimate]) -> list[str]:
     default=None,
     help="Number of GPUs. Default: all the GPUs of --instance, else 1.",
 )
-@click.option("--hours", type=float, default=1.0, show_default=True, help="Wall-clock hours.")
+@click.option(
+    "--hours",
+    type=float,
+    default=None,
+    help="Wall-clock hours (default 1). With --flops: a deadline, and the GPUs follow.",
+)
 @click.option("--location", default=None, help="aws:<region>, gcp:<region>, FR, US-CA...")
 @click.option(
     "--instance",
@@ -379,7 +384,37 @@ def _comparison(options: list[Estimate]) -> list[str]:
     help="Cloud instance type: its price, and its GPUs unless --gpu/--count say otherwise. "
     "More GPUs than it carries take several instances; fewer are charged their share.",
 )
-@click.option("--compare", default=None, help="Other locations, comma-separated.")
+@click.option(
+    "--compare",
+    default=None,
+    help="Other places, comma-separated (FR, gcp:us-central1); a provider (aws, gcp, azure) "
+    "or 'all' means every region where the GPUs are sold.",
+)
+@click.option(
+    "--pricing",
+    type=click.Choice(["on-demand", "spot"], case_sensitive=False),
+    default="on-demand",
+    show_default=True,
+    help="Which price of the instance table.",
+)
+@click.option("--flops", type=float, default=None, help="Training FLOPs of the run (e.g. 2.1e25).")
+@click.option("--params", type=float, default=None, help="Model parameters (with --tokens).")
+@click.option(
+    "--tokens", type=float, default=None, help="Training tokens; FLOPs = 6 x params x tokens."
+)
+@click.option(
+    "--mfu",
+    type=float,
+    default=None,
+    help="Model FLOPs utilisation in (0, 1], with --flops or --params. Default 0.4.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["bf16", "fp16", "fp8"]),
+    default="bf16",
+    show_default=True,
+    help="The peak FLOP/s used with --flops.",
+)
 @click.option("--power-w", type=float, default=None, help="Average draw per GPU, W.")
 @click.option("--pue", type=float, default=None, help="Override the PUE.")
 @click.option(
@@ -408,10 +443,16 @@ def _comparison(options: list[Estimate]) -> list[str]:
 def estimate(
     gpu: str | None,
     count: int | None,
-    hours: float,
+    hours: float | None,
     location: str | None,
     instance_type: str | None,
     compare: str | None,
+    pricing: str,
+    flops: float | None,
+    params: float | None,
+    tokens: float | None,
+    mfu: float | None,
+    precision: str,
     power_w: float | None,
     pue: float | None,
     grid_intensity_g_per_kwh: float | None,
@@ -421,52 +462,254 @@ def estimate(
     tables_dir: str | None,
     fmt: str,
 ) -> None:
-    """Estimate kWh, CO2e and cost of a run, with the factors used."""
+    """Estimate kWh, CO2e and cost of a run, with the factors used.
+
+    \b
+    A GPU without --instance is priced in every region of the three clouds where an
+    instance carries it. --flops (or --params with --tokens) plans a run from its size:
+    time = FLOPs / (GPUs x peak x MFU).
+    """
     from greenml import estimate as est_mod
     from greenml.errors import ConfigError
 
     command = click.get_current_context().command
+    voice = _cli_voice(command)
     job: dict[str, Any] = dict(
         gpu=gpu,
         count=count,
-        hours=hours,
         power_w=power_w,
         energy_kwh=energy_kwh,
         instance_type=instance_type,
         price_usd_per_hour=price_usd_per_hour,
+        pricing=pricing.lower(),
         allow_assumed_location=allow_assumed_location,
         tables_dir=tables_dir,
     )
+    where: list[Any] = []
+    # A GPU and no place: the energy here, and CO2e and cost in each region that sells it
+    # (no place is assumed: the world-average figure of an assumed place is not shown).
+    energy_only = (
+        location is None
+        and gpu is not None
+        and not allow_assumed_location
+        and grid_intensity_g_per_kwh is None
+        and _wants_options(instance_type, price_usd_per_hour, energy_kwh, gpu)
+    )
     try:
-        base = est_mod.estimate(
-            location=location,
-            pue=pue,
-            grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
-            voice=_cli_voice(command),
-            **job,
-        )
+        with warnings.catch_warnings():
+            if energy_only:
+                warnings.filterwarnings("ignore", message="the job's location is unknown")
+            base = est_mod.estimate(
+                location=location,
+                hours=hours,
+                pue=pue,
+                grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
+                flops=flops,
+                params=params,
+                tokens=tokens,
+                mfu=mfu,
+                precision=precision,
+                voice=voice,
+                **{**job, "allow_assumed_location": allow_assumed_location or energy_only},
+            )
         alts = []
         if compare is not None:
             places = [c.strip() for c in compare.split(",") if c.strip()]
             if not places:
-                raise ConfigError(f"--compare {compare!r} names no place; give e.g. FR,SE-3")
+                raise ConfigError(
+                    f"--compare {compare!r} names no place; give e.g. FR,gcp:us-central1 or all"
+                )
             alts = est_mod.compare(
                 base, places, voice=_cli_voice(command, location="--compare"), **job
             )
+        elif _wants_options(instance_type, price_usd_per_hour, energy_kwh, gpu):
+            where = _where_sold(base, gpu, pricing.lower(), tables_dir, voice)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     if fmt == "json":
         out = base.to_dict()
+        if energy_only:
+            out = _without_place(out)
         if compare is not None:
             out["alternatives"] = [a.to_dict() for a in alts]
+        if where:
+            out["options"] = [o.to_dict() for o in where]
         click.echo(json.dumps(_rounded(out), indent=2))
         return
-    lines = _estimate_text(base, "estimate", hours)
+    lines = _plan_text(base)
+    if energy_only:
+        lines += _energy_text(base, where)
+    else:
+        lines += _estimate_text(base, "estimate", base.hours)
     for alt in alts:
-        lines += _estimate_text(alt, "compare", hours)
+        lines += _estimate_text(alt, "compare", alt.hours)
     if alts:
         lines += _comparison([base, *alts])
+    if where:
+        lines += _options_text(where, base)
     click.echo("\n".join(lines))
+    for line in _stale_lines(where):
+        click.echo(line, err=True)
+
+
+def _wants_options(
+    instance_type: str | None,
+    price: float | None,
+    energy_kwh: float | None,
+    gpu: str | None,
+) -> bool:
+    """A GPU with no instance and no price of the user's: show where it is sold."""
+    return gpu is not None and instance_type is None and price is None and energy_kwh is None
+
+
+_PLACED = ("energy_kwh", "co2e_kg", "co2e_market_kg", "cost_usd", "grid_intensity_g_per_kwh")
+
+
+def _without_place(out: dict[str, Any]) -> dict[str, Any]:
+    """An estimate with no place: its IT energy, hardware and embodied carbon; the figures
+    that depend on a place (PUE, grid, price) are None, and ``options`` has them."""
+    placed = {"pue", "grid_intensity", "market_intensity", "price"}
+    out = {**out, **{k: None for k in _PLACED}, "location": None, "pue": None, "sci_co2e_kg": None}
+    out["factors"] = [f for f in out["factors"] if f["name"] not in placed]
+    out["flags"] = [f for f in out["flags"] if f not in ("location_assumed", "no_price")]
+    out["reasons"] = ["CO2e and cost depend on the region: see options (or give --location)"] + [
+        r for r in out["reasons"] if not r.startswith("cost:")
+    ]
+    return out
+
+
+def _energy_text(est: Estimate, where: list[Any]) -> list[str]:
+    hw = est.hardware
+    lines = ["estimate: no --location (CO2e and cost per region below)"]
+    if hw is not None:
+        lines.append(f"  hardware         {hw.describe()}, {est.hours:,.6g} h")
+    lines.append(f"  IT energy        {est.it_energy_kwh:,.3f} kWh (before PUE)")
+    for f in est.footprint.factors:
+        if f.name == "gpu_power":
+            lines.append(f"    {f.name} = {f.value:.6g} {f.unit} [{f.source}, {f.year}]")
+    if not where:
+        lines.append(
+            "  no instance in the price table carries these GPUs: give --location for the "
+            "CO2e, and --price-usd-per-hour for the cost"
+        )
+    return lines
+
+
+def _where_sold(
+    base: Estimate, gpu: str | None, pricing: str, tables_dir: str | None, voice: Voice
+) -> list[Any]:
+    from greenml.factors.hardware import find_gpu, gpu_family, normalise_name
+    from greenml.factors.tables import tables as make_tables
+    from greenml.options import options
+
+    assert gpu is not None and base.hardware is not None
+    t = make_tables(tables_dir, voice=voice)
+    board = find_gpu(gpu, table=t.gpus(), voice=voice)
+    return options(
+        board,
+        family_only=normalise_name(gpu) == gpu_family(board.model),
+        count=base.hardware.gpu_count,
+        hours=base.hours,
+        it_energy_kwh=base.it_energy_kwh,
+        pricing=pricing,
+        tables_dir=tables_dir,
+        gpus=t.gpus(),
+        rows=t.prices(),
+    )
+
+
+def _plan_text(est: Estimate) -> list[str]:
+    p = est.plan
+    if p is None:
+        return []
+    if p.params is not None:
+        flops = f"{p.flops:.3g} FLOP (6 x {p.params:.3g} parameters x {p.tokens:.3g} tokens)"
+    else:
+        flops = f"{p.flops:.3g} FLOP"
+    power_w = est.hardware.gpu_power_w if est.hardware is not None else None
+    lines = [
+        f"plan: {flops} on {p.gpu_count:,} x {p.gpu_model}",
+        f"  throughput       {p.peak_flops / 1e12:g} TFLOP/s {p.precision} peak per GPU x "
+        f"MFU {p.mfu:g}",
+        f"  time             {p.days:,.1f} days ({p.hours:,.1f} h)",
+        f"  GPU-hours        {p.gpu_hours:,.0f}",
+    ]
+    if power_w is not None:
+        lines.append(
+            f"  GPU power        {p.gpu_count * power_w / 1e6:,.3g} MW "
+            f"({p.gpu_count:,} x {power_w:g} W, before PUE)"
+        )
+    return lines
+
+
+def _money(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.2f}"
+
+
+def _options_text(where: list[Any], base: Estimate, per_cloud: int = 3) -> list[str]:
+    """Each cloud's cheapest regions and its lowest-CO2e one; the overall cheapest and
+    lowest-CO2e place."""
+    first = where[0]
+    n = base.hardware.gpu_count if base.hardware is not None else 0
+    lines = [
+        f"where {n} x {base.hardware.gpu_model if base.hardware else 'GPU'} can be rented "
+        f"({first.instance.pricing}, {base.hours:,.4g} h; per cloud its {per_cloud} cheapest "
+        "regions and its lowest-CO2e one):"
+    ]
+    shown: list[Any] = []
+    for provider in sorted({o.provider for o in where}):
+        mine = [o for o in where if o.provider == provider]
+        pick = mine[:per_cloud]
+        greenest = _greenest(mine)
+        if greenest is not None and greenest not in pick:
+            pick.append(greenest)
+        shown += pick
+    for o in shown:
+        co2e = "n/a" if o.co2e_kg is None else f"{o.co2e_kg:,.3f}"
+        lines.append(
+            f"  {o.location:<28} {o.instances} x {o.instance.instance_type:<26} "
+            f"{o.instance.usd_per_hour:>9,.4g} USD/h  {_money(o.cost_usd):>14} USD  "
+            f"{co2e:>12} kg CO2e  (as of {o.instance.as_of.isoformat()})"
+        )
+    cheap = where[0]
+    lines.append(
+        f"cheapest: {cheap.location} ({cheap.instances} x {cheap.instance.instance_type}), "
+        f"{_money(cheap.cost_usd)} USD"
+    )
+    greenest = _greenest(where)
+    if greenest is not None:
+        lines.append(
+            f"lowest CO2e: {greenest.location} ({greenest.instances} x "
+            f"{greenest.instance.instance_type}), {greenest.co2e_kg:,.3f} kg"
+        )
+    lines.append(
+        f"({len(where)} regions sell it; --format json lists them all, with each price's source)"
+    )
+    return lines
+
+
+def _stale_lines(where: list[Any]) -> list[str]:
+    """One line per provider whose prices shown are stale."""
+    import datetime
+
+    from greenml.factors.prices import staleness
+
+    today = datetime.date.today()
+    stale: dict[str, str] = {}
+    for o in where:
+        why = staleness(o.instance, today)
+        if why is not None:
+            stale.setdefault(o.provider, why)
+    return [
+        f"warning: {provider} prices are {why}: check the provider's price page, or refresh "
+        "them with greenml tables import-prices"
+        for provider, why in sorted(stale.items())
+    ]
+
+
+def _greenest(where: list[Any]) -> Any:
+    known = [o for o in where if o.co2e_kg is not None]
+    return min(known, key=lambda o: (o.co2e_kg, o.cost_usd)) if known else None
 
 
 @main.command()
@@ -580,6 +823,98 @@ def tables_list() -> None:
     for name, what in _TABLES.items():
         file = FILES[_TABLE_FILES[name]] if name in _TABLE_FILES else "(CodeCarbon's)"
         click.echo(f"{name:<11} {file:<22} {what}")
+
+
+@tables.command("import-prices")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["skypilot"]))
+@click.argument("catalog", metavar="FILE.csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--provider",
+    type=click.Choice(["aws", "gcp", "azure"], case_sensitive=False),
+    default=None,
+    help="The file's cloud (default: told from its columns).",
+)
+@click.option(
+    "--tables-dir",
+    default=None,
+    help="Your tables folder (default: the tables_dir setting); instance_prices.csv is "
+    "written there.",
+)
+@click.option(
+    "--as-of",
+    default=None,
+    help="The date the prices were read, YYYY-MM-DD (default: the file's modification date).",
+)
+@click.option("--source", default=None, help="Where the file came from (its URL), for citation.")
+@click.option(
+    "--family",
+    "families",
+    multiple=True,
+    help="Only these instance families (repeat: --family p5 --family g6e). Default: every "
+    "instance with a GPU.",
+)
+def tables_import_prices(
+    fmt: str,
+    catalog: str,
+    provider: str | None,
+    tables_dir: str | None,
+    as_of: str | None,
+    source: str | None,
+    families: tuple[str, ...],
+) -> None:
+    """Refresh GPU instance prices from a downloaded SkyPilot catalog file.
+
+    \b
+    Download a cloud's file from github.com/skypilot-org/skypilot-catalog
+    (catalogs/v8/aws/vms.csv, catalogs/v8/gcp/vms.csv, catalogs/v6/azure/vms.csv), then:
+      greenml tables import-prices skypilot vms.csv --tables-dir my-tables
+    On-demand and spot prices per region are written to my-tables/instance_prices.csv,
+    replacing that cloud's rows of an earlier import and keeping your own rows.
+    """
+    import datetime
+
+    from greenml import config
+    from greenml.errors import ConfigError
+    from greenml.factors.skypilot import import_into
+
+    try:
+        if tables_dir is None:
+            tables_dir = config.resolve({}).tables_dir
+        if tables_dir is None:
+            raise ConfigError(
+                "no tables folder: give --tables-dir <folder> (or set tables_dir in "
+                "greenml.toml, or GREENML_TABLES_DIR)"
+            )
+        day = None
+        if as_of is not None:
+            try:
+                day = datetime.date.fromisoformat(as_of)
+            except ValueError:
+                raise ConfigError(f"--as-of {as_of!r} is not a date: give YYYY-MM-DD") from None
+        done = import_into(
+            catalog,
+            tables_dir,
+            provider=provider.lower() if provider else None,
+            as_of=day,
+            source=source,
+            families=families or None,
+        )
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    imp = done.imported
+    kinds = {k: sum(1 for r in imp.rows if r["pricing"] == k) for k in ("on-demand", "spot")}
+    instances = len({r["instance_type"] for r in imp.rows})
+    regions = len({r["region"] for r in imp.rows})
+    click.echo(
+        f"{done.path}: {kinds['on-demand']} on-demand and {kinds['spot']} spot {imp.provider} "
+        f"prices ({instances} instance types in {regions} regions, as of "
+        f"{imp.rows[0]['as_of']}); replaced {done.replaced} rows of an earlier import, kept "
+        f"{done.kept} others"
+    )
+    if done.yours_won:
+        click.echo(f"  {done.yours_won} of your own rows were kept over the catalog's")
+    for reason, n in sorted(imp.skipped.items()):
+        click.echo(f"  left out: {n} x {reason}")
 
 
 @tables.command("show")

@@ -240,6 +240,7 @@ class Settings:
     pue: float | None = _setting(None, _pue)
     grid_intensity_g_per_kwh: float | None = _setting(None, _non_negative)
     price_usd_per_hour: float | None = _setting(None, _non_negative)
+    pricing: str = _setting("on-demand", _choice("on-demand", "spot"))  # the table's price
     usd_per_kwh: float | None = _setting(None, _non_negative)
     location: str | None = _setting(None, _text)
     allow_assumed_location: bool = _setting(False, _boolean)

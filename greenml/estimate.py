@@ -46,6 +46,7 @@ from greenml.footprint import J_PER_KWH, Footprint
 if TYPE_CHECKING:
     from greenml.factors.hardware import GpuSpec
     from greenml.factors.prices import InstancePrice
+    from greenml.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class Estimate:
     reasons: tuple[str, ...]  # why a figure is missing
     hardware: Hardware | None = None
     notes: tuple[str, ...] = ()  # choices the figures rest on (the share of an instance...)
+    plan: Plan | None = None  # a plan from model size: FLOPs -> hours and GPUs
+    hours: float = 1.0  # the wall-clock hours the figures are for
 
     def to_dict(self) -> dict[str, Any]:
         fp = self.footprint
@@ -112,7 +115,9 @@ class Estimate:
             "scope": fp.scope,
             "embodied_co2e_kg": fp.embodied_co2e_kg,
             "sci_co2e_kg": fp.sci_co2e_kg,
+            "hours": self.hours,
             "hardware": dataclasses.asdict(self.hardware) if self.hardware else None,
+            "plan": self.plan.to_dict() if self.plan is not None else None,
             "factors": [
                 {
                     "name": f.name,
@@ -122,6 +127,8 @@ class Estimate:
                     "year": f.year,
                     "licence": f.licence,
                     "note": f.note,
+                    **({"as_of": f.as_of} if f.as_of else {}),
+                    **({"basis": f.basis} if f.basis else {}),
                 }
                 for f in fp.factors
             ],
@@ -206,7 +213,9 @@ def _instance_rows(
 ) -> list[InstancePrice]:
     """The price table's rows for ``instance_type`` in any region; an instance the table
     does not have is an error unless the user gave its price (``priced``)."""
-    rows = [p for p in prices if p.instance_type == instance_type]
+    from greenml.factors.prices import same_instance
+
+    rows = [p for p in prices if same_instance(p, instance_type)]
     if rows or priced:
         return rows
     import difflib
@@ -353,13 +362,19 @@ def estimate(
     location: str | None,
     gpu: str | None = None,
     count: int | None = None,
-    hours: float = 1.0,
+    hours: float | None = None,
     power_w: float | None = None,
     energy_kwh: float | None = None,
     pue: float | None = None,
     grid_intensity_g_per_kwh: float | None = None,
     instance_type: str | None = None,
     price_usd_per_hour: float | None = None,
+    pricing: str = "on-demand",
+    flops: float | None = None,
+    params: float | None = None,
+    tokens: float | None = None,
+    mfu: float | None = None,
+    precision: str = "bf16",
     allow_assumed_location: bool = False,
     tables_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -367,29 +382,63 @@ def estimate(
     unpriced: str = "error",
 ) -> Estimate:
     """One estimate (see the module docstring). ``count=None``: all the instance's GPUs,
-    else 1. ``voice`` names the inputs in errors the way the user gave them (keywords, or
-    the flags of ``greenml estimate``). ``unpriced="reason"`` turns an instance with no
-    price at the location into a missing cost with its reason, rather than an error."""
+    else 1; ``hours=None``: 1 h, or, in a plan from model size (``flops``, or ``params``
+    and ``tokens``; :mod:`greenml.plan`), the time the FLOPs take. ``pricing`` picks the
+    table's ``"on-demand"`` or ``"spot"`` price. A GPU without an instance at a cloud
+    location is priced on that region's cheapest instance carrying it. ``voice`` names the
+    inputs in errors the way the user gave them (keywords, or the flags of ``greenml
+    estimate``). ``unpriced="reason"`` turns an instance with no price at the location into
+    a missing cost with its reason, rather than an error."""
+    from greenml import plan as plan_mod
     from greenml.assemble import Allocation, Usage, assemble
+    from greenml.factors.prices import check_pricing
     from greenml.factors.tables import tables
 
     if unpriced not in ("error", "reason"):
         raise ValueError(f"unpriced={unpriced!r}: use 'error' or 'reason'")
+    planned = plan_mod.check_inputs(flops=flops, params=params, tokens=tokens, mfu=mfu, voice=voice)
+    pricing = check_pricing(pricing, voice.option("pricing").rstrip("="))
     _check_inputs(
         voice,
         count=count,
-        hours=hours,
+        hours=1.0 if hours is None else hours,
         power_w=power_w,
         energy_kwh=energy_kwh,
         pue=pue,
         grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
         price_usd_per_hour=price_usd_per_hour,
     )
+    if planned and energy_kwh is not None:
+        raise ConfigError(
+            f"{voice.given('energy_kwh', energy_kwh)} replaces the power model, but a plan from "
+            "model size computes the energy from the GPUs' time: leave one out"
+        )
     t = tables(tables_dir, voice=voice)
     t.validate()  # the folder and its files, named in the user's terms, before anything else
     rows: list[InstancePrice] = []
     if instance_type is not None:
         rows = _instance_rows(instance_type, t.prices(), voice, price_usd_per_hour is not None)
+        if rows:
+            instance_type = rows[0].instance_type  # the table's spelling (Azure: any case)
+
+    plan = None
+    if planned:
+        plan = _plan(
+            gpu=gpu,
+            rows=rows,
+            count=count,
+            hours=hours,
+            flops=flops,
+            params=params,
+            tokens=tokens,
+            mfu=mfu,
+            precision=precision,
+            gpus=t.gpus(),
+            voice=voice,
+        )
+        count, hours = plan.gpu_count, plan.hours
+    elif hours is None:
+        hours = 1.0
 
     def factors_for(instance: str | None) -> RunFactors:
         settings = Settings(
@@ -398,6 +447,7 @@ def estimate(
             grid_intensity_g_per_kwh=grid_intensity_g_per_kwh,
             pue=pue,
             price_usd_per_hour=price_usd_per_hour,
+            pricing=pricing,
             instance_type=instance,
             tables_dir=tables_dir,
         )
@@ -406,6 +456,24 @@ def estimate(
         )
 
     reasons: list[str] = []
+    notes: list[str] = list(plan.notes) if plan is not None else []
+    if (
+        instance_type is None
+        and gpu is not None
+        and price_usd_per_hour is None
+        and energy_kwh is None
+    ):
+        place = factors_for(None).location
+        if place is not None and place.provider is not None and place.region is not None:
+            picked, why = _region_instance(
+                gpu, count or 1, place.provider, place.region, pricing, t, voice
+            )
+            if picked is not None:
+                instance_type = picked.instance_type
+                rows = [picked]
+                notes.append(why)
+            else:
+                reasons.append(why)
     try:
         rf = factors_for(instance_type)
     except ConfigError as e:
@@ -415,7 +483,7 @@ def estimate(
         reasons.append(f"cost: {instance_type} not priced for {location} ({e})")
 
     row = _pick_row(rows, rf) if rows else None
-    hw, energy_factors, notes = _hardware(
+    hw, energy_factors, hw_notes = _hardware(
         gpu=gpu,
         count=count,
         power_w=power_w,
@@ -425,6 +493,7 @@ def estimate(
         gpus=t.gpus(),
         voice=voice,
     )
+    notes += hw_notes
     if energy_kwh is not None:
         kwh = energy_kwh
     else:
@@ -448,6 +517,7 @@ def estimate(
             f"replaces the power model (give {voice.option('instance_type').rstrip('=')} "
             "for it)"
         )
+    plan_factors = plan.factors if plan is not None else ()
     fp = assemble(
         Usage(duration_s=hours * 3600.0, gpu_j=kwh * J_PER_KWH, flags=rf.flags),
         rf,
@@ -455,9 +525,109 @@ def estimate(
         grid=rf.grid,
         location=(rf.location.text or rf.location.zone) if rf.location else None,
         instance_type=instance_type,
-        extra_factors=tuple(energy_factors),
+        extra_factors=(*plan_factors, *energy_factors),
     )
-    return Estimate(fp.location, fp, kwh, tuple(reasons), hw, tuple(notes))
+    return Estimate(fp.location, fp, kwh, tuple(reasons), hw, tuple(notes), plan, hours)
+
+
+def _plan(
+    *,
+    gpu: str | None,
+    rows: list[InstancePrice],
+    count: int | None,
+    hours: float | None,
+    flops: float | None,
+    params: float | None,
+    tokens: float | None,
+    mfu: float | None,
+    precision: str,
+    gpus: Sequence[GpuSpec],
+    voice: Voice,
+) -> Plan:
+    """The plan from model size on the GPU named by ``gpu`` or by the instance."""
+    from greenml.factors.hardware import (
+        PEAK_PRECISIONS,
+        find_gpu,
+        find_instance_gpu,
+        other_board_advice,
+        peak_flops_factor,
+    )
+    from greenml.plan import make_plan
+
+    if precision not in PEAK_PRECISIONS:
+        raise ConfigError(
+            f"{voice.given('precision', precision)} is invalid: use one of "
+            f"{', '.join(PEAK_PRECISIONS)}"
+        )
+    if gpu is not None:
+        board = find_gpu(gpu, table=gpus, voice=voice)
+    elif rows:
+        board = find_instance_gpu(rows[0].gpu_model, table=gpus)
+        if board is None:
+            raise ConfigError(
+                f"{voice.given('instance_type', rows[0].instance_type)} carries "
+                f"{rows[0].gpu_model}, which greenml's GPU table has no peak FLOP/s for: "
+                f"give {voice.set('gpu', '<model>')} of a board it has, or "
+                f"{other_board_advice(voice)}"
+            )
+    else:
+        raise ConfigError(
+            f"a plan from model size needs the GPU, for its peak FLOP/s: give "
+            f"{voice.set('gpu', '<model>')} or {voice.set('instance_type', '<type>')}"
+        )
+    peak = peak_flops_factor(board, precision)
+    if peak is None:
+        with_peak = [b.model for b in gpus if peak_flops_factor(b, precision) is not None]
+        raise ConfigError(
+            f"{voice.given('gpu', gpu or board.model)}: the GPU table gives no {precision} "
+            f"peak for {board.model}, so its time cannot be planned; boards with one: "
+            f"{', '.join(with_peak)} (or add {precision}_dense_tflops to your gpus.csv)"
+        )
+    if count is None and hours is None and rows:
+        count = rows[0].gpu_count  # the whole instance's GPUs
+    return make_plan(
+        flops=flops,
+        params=params,
+        tokens=tokens,
+        mfu=mfu,
+        peak=peak,
+        gpu_model=board.model,
+        precision=precision,
+        count=count,
+        hours=hours,
+        voice=voice,
+    )
+
+
+def _region_instance(
+    gpu: str, count: int, provider: str, region: str, pricing: str, t: Any, voice: Voice
+) -> tuple[InstancePrice | None, str]:
+    """The cheapest instance of ``provider`` in ``region`` carrying ``count`` x ``gpu``, and
+    a note saying so; or None and the reason (with the regions where it is sold)."""
+    from greenml.factors.hardware import find_gpu, gpu_family, normalise_name
+    from greenml.options import cheapest, matches
+
+    gpus = t.gpus()
+    board = find_gpu(gpu, table=gpus, voice=voice)
+    family_only = normalise_name(gpu) == gpu_family(board.model)
+    test = matches(board, family_only, gpus)
+    rows = t.prices()
+    found = cheapest(rows, test, count, pricing=pricing, providers=[provider])
+    what = f"{board.model}" if not family_only else gpu_family(board.model).upper()
+    if (provider, region) in found:
+        row, n = found[(provider, region)]
+        return row, (
+            f"priced as {n} x {row.instance_type} ({row.gpu_count} x {row.gpu_model} each), "
+            f"the {provider} instance in {region} that carries {count} x {what} for the "
+            f"lowest {pricing} price; give {voice.set('instance_type', '<type>')} for another"
+        )
+    elsewhere = sorted(region for p, region in found if p == provider)
+    sold = (
+        f"{provider} sells it ({pricing}) in {', '.join(elsewhere)}"
+        if elsewhere
+        else f"no {provider} instance in the price table carries it ({pricing})"
+    )
+    return None, f"cost: no {provider} instance in {region} carries {what} ({sold})"
 
 
 def compare(
@@ -466,36 +636,145 @@ def compare(
     *,
     gpu: str | None = None,
     count: int | None = None,
-    hours: float = 1.0,
+    hours: float | None = None,
     power_w: float | None = None,
     energy_kwh: float | None = None,
     instance_type: str | None = None,
     price_usd_per_hour: float | None = None,
+    pricing: str = "on-demand",
     allow_assumed_location: bool = False,
     tables_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
     voice: Voice = PYTHON,
 ) -> list[Estimate]:
-    """The same job in other locations: the same hardware (``base``'s GPUs), each place's
-    own grid intensity and PUE. The instance is priced in each region where it has a
-    price; elsewhere the cost is None, with the reason."""
-    if count is None and base.hardware is not None:
-        count = base.hardware.gpu_count
-    return [
-        estimate(
-            location=loc,
-            gpu=gpu,
-            count=count,
-            hours=hours,
-            power_w=power_w,
-            energy_kwh=energy_kwh,
-            instance_type=instance_type,
-            price_usd_per_hour=price_usd_per_hour,
-            allow_assumed_location=allow_assumed_location,
-            tables_dir=tables_dir,
-            environ=environ,
-            voice=voice,
-            unpriced="reason",
+    """The same job in other locations: the same GPUs (``base``'s), for ``base``'s hours,
+    each place's own grid intensity and PUE. In a cloud region that does not sell the
+    instance (another provider's, or not offered there), the job is priced on the region's
+    cheapest instance carrying the same GPUs; where none does, the cost is None, with the
+    reason. ``locations`` may name a provider (``aws``) or ``all``: every region of it (of
+    all) where the GPUs are sold."""
+    hw = base.hardware
+    if count is None and hw is not None:
+        count = hw.gpu_count
+    hours = base.hours
+    board = gpu if gpu is not None else (hw.gpu_model if hw is not None else None)
+    places = expand_places(
+        locations, board, count or 1, pricing, tables_dir=tables_dir, voice=voice
+    )
+    if board is not None and not _known_board(board, tables_dir, voice):
+        board = None  # a board the GPU table lacks: no equivalent instance can be found
+    out = []
+    for loc in places:
+        own = instance_type
+        if (
+            own is not None
+            and board is not None
+            and price_usd_per_hour is None
+            and not _sells(own, loc, pricing, tables_dir, voice)
+        ):
+            own = None  # the same GPUs on this region's own instance
+        out.append(
+            estimate(
+                location=loc,
+                gpu=board if own is None and price_usd_per_hour is None else gpu,
+                count=count,
+                hours=hours,
+                power_w=power_w,
+                energy_kwh=energy_kwh,
+                instance_type=own,
+                price_usd_per_hour=price_usd_per_hour,
+                pricing=pricing,
+                allow_assumed_location=allow_assumed_location,
+                tables_dir=tables_dir,
+                environ=environ,
+                voice=voice,
+                unpriced="reason",
+            )
         )
-        for loc in locations
-    ]
+    return out
+
+
+def _known_board(name: str, tables_dir: str | None, voice: Voice) -> bool:
+    from greenml.factors.hardware import find_gpu
+    from greenml.factors.tables import tables
+
+    try:
+        find_gpu(name, table=tables(tables_dir, voice=voice).gpus(), voice=voice)
+    except ConfigError:
+        return False
+    return True
+
+
+def _sells(
+    instance_type: str, location: str, pricing: str, tables_dir: str | None, voice: Voice
+) -> bool:
+    """Whether the price table prices ``instance_type`` at cloud ``location``."""
+    from greenml.factors.tables import tables
+
+    provider, _, region = location.partition(":")
+    provider = provider.strip().lower()
+    name = instance_type.lower()
+    return any(
+        p.provider == provider
+        and p.region == region.strip()
+        and p.pricing == pricing
+        and p.instance_type.lower() == name
+        for p in tables(tables_dir, voice=voice).prices()
+    )
+
+
+def expand_places(
+    locations: Sequence[str],
+    gpu: str | None,
+    count: int,
+    pricing: str,
+    *,
+    tables_dir: str | None = None,
+    voice: Voice = PYTHON,
+) -> list[str]:
+    """``locations`` with ``all`` and bare provider names (``aws``) replaced by every
+    region of theirs where ``count`` x ``gpu`` are sold (each once, in order)."""
+    from greenml.factors.prices import PROVIDERS
+
+    out: list[str] = []
+    for loc in locations:
+        key = loc.strip().lower()
+        if key == "all" or key in PROVIDERS:
+            if gpu is None:
+                raise ConfigError(
+                    f"{voice.given('location', loc)}: every region where the GPUs are sold "
+                    f"needs the GPU: give {voice.set('gpu', '<model>')} or "
+                    f"{voice.set('instance_type', '<type>')}"
+                )
+            providers = PROVIDERS if key == "all" else (key,)
+            regions = sold_in(gpu, count, pricing, providers, tables_dir=tables_dir, voice=voice)
+            if not regions:
+                raise ConfigError(
+                    f"{voice.given('location', loc)}: no instance in the price table carries "
+                    f"{count} x {gpu} with a {pricing} price"
+                )
+            out += [r for r in regions if r not in out]
+        elif loc not in out:
+            out.append(loc)
+    return out
+
+
+def sold_in(
+    gpu: str,
+    count: int,
+    pricing: str,
+    providers: Sequence[str],
+    *,
+    tables_dir: str | None = None,
+    voice: Voice = PYTHON,
+) -> list[str]:
+    """``provider:region`` of every region where an instance carries ``gpu``."""
+    from greenml.factors.hardware import find_gpu, gpu_family, normalise_name
+    from greenml.factors.tables import tables
+    from greenml.options import cheapest, matches
+
+    t = tables(tables_dir, voice=voice)
+    board = find_gpu(gpu, table=t.gpus(), voice=voice)
+    test = matches(board, normalise_name(gpu) == gpu_family(board.model), t.gpus())
+    found = cheapest(t.prices(), test, count, pricing=pricing, providers=providers)
+    return [f"{p}:{r}" for p, r in sorted(found)]

@@ -153,6 +153,8 @@ PARAM_GRID_SOURCE = "greenml.grid_source"
 PARAM_PUE = "greenml.pue"
 PARAM_PRICE_USD_PER_HOUR = "greenml.price_usd_per_hour"
 PARAM_PRICE_SOURCE = "greenml.price_source"
+PARAM_PRICING = "greenml.pricing"  # on-demand | spot | user-supplied | n/a
+PARAM_PRICE_AS_OF = "greenml.price_as_of"  # the date the table's price was read
 PARAM_INSTANCE_TYPE = "greenml.instance_type"
 PARAM_GPU_MODEL = "greenml.gpu_model"
 PARAM_GPU_COUNT = "greenml.gpu_count"
@@ -343,6 +345,8 @@ def run_params(fp: Footprint, *, with_intensity: bool = True) -> dict[str, str]:
         PARAM_PUE: _num(fp.pue),
         PARAM_PRICE_USD_PER_HOUR: _num(hourly.value if hourly is not None else None),
         PARAM_PRICE_SOURCE: _source(price),
+        PARAM_PRICING: _pricing(hourly),
+        PARAM_PRICE_AS_OF: (hourly.as_of if hourly is not None else None) or NA,
         PARAM_INSTANCE_TYPE: fp.instance_type or NA,
         PARAM_GPU_MODEL: ", ".join(models) if models else "none",
         PARAM_GPU_COUNT: str(len({d.index for d in gpus})),
@@ -386,6 +390,13 @@ def _factor(fp: Footprint, name: str) -> Any:
 
 def _num(x: float | None) -> str:
     return NA if x is None else repr(float(x))
+
+
+def _pricing(price: Any) -> str:
+    """How the hourly price was set: the table's ``on-demand`` or ``spot``, or the user's."""
+    if price is None:
+        return NA
+    return price.basis or ("user-supplied" if price.source == "user-supplied" else NA)
 
 
 def _source(f: Any) -> str:

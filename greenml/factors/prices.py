@@ -1,10 +1,11 @@
-"""On-demand cloud instance prices, with provenance, and the cost of a job on them.
+"""Cloud instance prices (on-demand and spot), with provenance, and the cost of a job on them.
 
-The shipped table ``data/instance_prices.csv`` holds one row per
-(provider, instance type, region): the public on-demand Linux price of the *whole*
-instance in USD per hour, the GPUs it carries, the date the price was read (``as_of``),
-where it was read (``source``) and under what terms (``licence``). Users may pass their
-own table with the same columns (negotiated rates, other regions)::
+The shipped table ``data/instance_prices.csv`` holds one row per (provider, instance type,
+region, pricing): the public Linux price of the *whole* instance in USD per hour,
+``on-demand`` or ``spot``, the GPUs it carries, the date the price was read (``as_of``),
+where it was read (``source``) and under what terms (``licence``). It is built from the
+SkyPilot catalog (:mod:`greenml.factors.skypilot`). Users may pass their own table with the
+same columns (negotiated rates, other regions)::
 
     table = load_prices("my_prices.csv")
     price = lookup_price("aws", "p4d.24xlarge", "us-east-1", table=table)
@@ -12,9 +13,12 @@ own table with the same columns (negotiated rates, other regions)::
 
 Nothing here guesses: a region with no row is an error naming the regions that do have
 one (prices differ by region, so another region's figure is never substituted), and an
-unknown instance type is an error suggesting the closest known names. Cloud prices change
-(AWS cut GPU prices by up to 45 % in June 2025), so a price read more than
-:data:`STALE_AFTER_MONTHS` months before ``today`` triggers a :class:`StalePriceWarning`.
+unknown instance type is an error suggesting the closest names the provider has in that
+region. Azure instance names match whatever their case (Azure's are case-insensitive).
+Cloud prices change (AWS cut GPU prices by up to 45 % in June 2025), so an on-demand price
+read more than :data:`STALE_AFTER_MONTHS` months before ``today``, or a spot price (which
+moves daily) read more than :data:`SPOT_STALE_AFTER_DAYS` days before, triggers a
+:class:`StalePriceWarning`.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import datetime
 import functools
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError, GreenMLWarning, warn
@@ -45,18 +51,24 @@ COLUMNS = (
     "note",
 )
 PROVIDERS = ("aws", "azure", "gcp")
+PRICINGS = ("on-demand", "spot")
 STALE_AFTER_MONTHS = 18
+SPOT_STALE_AFTER_DAYS = 30
+#: Providers whose instance names are case-insensitive.
+_ANY_CASE = frozenset({"azure"})
 _REQUIRED_TEXT = ("instance_type", "region", "gpu_model", "pricing", "source", "licence")
 _SHIPPED = "instance_prices.csv"
 
 
 class StalePriceWarning(GreenMLWarning):
-    """A price is older than :data:`STALE_AFTER_MONTHS` months; the bill may differ."""
+    """A price is older than :data:`STALE_AFTER_MONTHS` months (a spot price: older than
+    :data:`SPOT_STALE_AFTER_DAYS` days); the bill may differ."""
 
 
 @dataclass(frozen=True)
 class InstancePrice:
-    """The on-demand price of one whole instance in one region, and where it came from."""
+    """The price (on-demand or spot) of one whole instance in one region, and where it
+    came from."""
 
     provider: str
     instance_type: str
@@ -86,6 +98,8 @@ class InstancePrice:
             year=self.as_of.year,
             licence=self.licence,
             note=note,
+            as_of=self.as_of.isoformat(),
+            basis=self.pricing,
         )
 
 
@@ -127,21 +141,53 @@ def _parse(label: str, text: str) -> tuple[InstancePrice, ...]:
             gpu_model=row["gpu_model"],
             usd_per_hour=row.number("usd_per_hour", positive=True),
             gpu_count=row.whole("gpu_count", minimum=1),  # an instance priced here has a GPU
-            pricing=row["pricing"],
+            pricing=_pricing_cell(row),
             as_of=row.date("as_of"),
             source=row["source"],
             licence=row["licence"],
             note=row["note"],
         )
-        key = (provider, price.instance_type, price.region)
+        key = (provider, _same_case(provider, price.instance_type), price.region, price.pricing)
         if key in seen:
             raise row.error(
                 "instance_type",
-                f"in {provider} {price.region} is already priced in row {seen[key]}",
+                f"in {provider} {price.region} already has a {price.pricing} price in row "
+                f"{seen[key]}",
             )
         seen[key] = row.n
         prices.append(price)
     return tuple(prices)
+
+
+def _pricing_cell(row: Any) -> str:
+    value = row.text("pricing").lower()
+    if value not in PRICINGS:
+        raise row.error(
+            "pricing",
+            f"is not a pricing greenml knows; use {' or '.join(PRICINGS)} (for a reserved or "
+            "negotiated rate, write the pricing it replaces and say what it is in note)",
+        )
+    return value
+
+
+def _same_case(provider: str, name: str) -> str:
+    """``name`` as compared for ``provider`` (Azure's names are case-insensitive)."""
+    return name.lower() if provider in _ANY_CASE else name
+
+
+def same_instance(price: InstancePrice, name: str) -> bool:
+    """Whether ``name`` names ``price``'s instance type (Azure's in any case)."""
+    return _same_case(price.provider, price.instance_type) == _same_case(
+        price.provider, name.strip()
+    )
+
+
+def check_pricing(value: object, what: str = "pricing") -> str:
+    """``value`` as one of :data:`PRICINGS`, or a ConfigError naming it (``what``: how the
+    user gave it, e.g. ``--pricing``)."""
+    if isinstance(value, str) and value.strip().lower() in PRICINGS:
+        return value.strip().lower()
+    raise ConfigError(f"{what}={value!r} is invalid: use {' or '.join(map(repr, PRICINGS))}")
 
 
 def lookup_price(
@@ -149,11 +195,13 @@ def lookup_price(
     instance_type: str,
     region: str | None = None,
     *,
+    pricing: str = "on-demand",
     table: Sequence[InstancePrice] | None = None,
     today: datetime.date | None = None,
     voice: Voice = PYTHON,
 ) -> InstancePrice:
-    """The price of ``instance_type`` in exactly ``region`` (no fallback to other regions).
+    """The ``pricing`` (``"on-demand"`` or ``"spot"``) price of ``instance_type`` in
+    exactly ``region`` (no fallback to other regions or to the other pricing).
 
     ``region=None`` is an error that lists the regions with a price, so the caller can
     choose. ``today`` (default: the real date) decides whether to warn that the price is
@@ -164,38 +212,68 @@ def lookup_price(
     wanted = provider.strip().lower()
     if wanted not in PROVIDERS:
         raise ConfigError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
-    candidates = [p for p in rows if p.provider == wanted and p.instance_type == instance_type]
+    pricing = check_pricing(pricing, voice.option("pricing").rstrip("="))
+    name = _same_case(wanted, instance_type.strip())
+    ours = [p for p in rows if p.provider == wanted]
+    candidates = [p for p in ours if _same_case(wanted, p.instance_type) == name]
     own = own_price_advice(voice)
     if not candidates:
-        known = sorted({p.instance_type for p in rows if p.provider == wanted})
-        import difflib  # only for an error's hint
-
-        close = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-        if close:
-            hint = f"did you mean {', '.join(close)}?"
-        elif known:
-            hint = f"the price table has {', '.join(known)}."
-        else:
-            hint = f"the price table has no {wanted} instance at all."
         raise ConfigError(
             f"{voice.given('instance_type', instance_type)}: no {wanted} price for this "
-            f"instance type: {hint} {own}"
+            f"instance type: {_closest(instance_type, ours, region)} {own}"
         )
-    regions = sorted(p.region for p in candidates)
+    given = voice.given("instance_type", instance_type)
+    label = candidates[0].instance_type
+    regions = sorted({p.region for p in candidates})
     if region is None:
+        raise ConfigError(f"{wanted} {label}: give a region; priced in {', '.join(regions)}")
+    here = [p for p in candidates if p.region == region]
+    if not here:
         raise ConfigError(
-            f"{wanted} {instance_type}: give a region; priced in {', '.join(regions)}"
+            f"{given}: {wanted} {label} has no price for region {region!r}; it is "
+            f"sold in {', '.join(regions)} (prices differ by region, so none is "
+            f"substituted). {own}"
         )
-    match = [p for p in candidates if p.region == region]
+    match = [p for p in here if p.pricing == pricing]
     if not match:
+        other = [p.region for p in candidates if p.pricing == pricing]
+        elsewhere = (
+            f"{pricing} prices for it are listed in {', '.join(sorted(other))}"
+            if other
+            else f"the price table has no {pricing} price for it in any region"
+        )
         raise ConfigError(
-            f"{voice.given('instance_type', instance_type)}: {wanted} {instance_type} has no "
-            f"price for region {region!r}; priced in "
-            f"{', '.join(regions)} (prices differ by region, so none is substituted). {own}"
+            f"{given}: {wanted} {label} in {region} has no {pricing} price in the price "
+            f"table ({here[0].pricing} only); {elsewhere}. Use "
+            f"{voice.set('pricing', here[0].pricing)}, or give the price you pay with "
+            f"{voice.set('price_usd_per_hour', '<USD per hour>')}"
         )
     price = match[0]
     _warn_if_stale(price, datetime.date.today() if today is None else today, voice)
     return price
+
+
+def _closest(instance_type: str, rows: Sequence[InstancePrice], region: str | None) -> str:
+    """An unknown instance's hint: the closest names the provider has, those priced in
+    ``region`` first."""
+    import difflib  # only for an error's hint
+
+    if not rows:
+        return "the price table has no instance of this provider at all."
+    any_case = rows[0].provider in _ANY_CASE
+    key = instance_type.lower() if any_case else instance_type
+    pools = []
+    if region is not None:
+        pools.append(sorted({p.instance_type for p in rows if p.region == region}))
+    pools.append(sorted({p.instance_type for p in rows}))
+    for pool in pools:
+        keyed = {(n.lower() if any_case else n): n for n in pool}
+        close = difflib.get_close_matches(key, list(keyed), n=3, cutoff=0.6)
+        if close:
+            where = f" in {region}" if region is not None and pool is pools[0] else ""
+            return f"did you mean {', '.join(keyed[c] for c in close)}{where}?"
+    families = sorted({re.split(r"[.\-+]", n)[0] for n in pools[-1]})
+    return f"the price table has {len(pools[-1])} of its instance types ({', '.join(families)}...)."
 
 
 def own_price_advice(voice: Voice = PYTHON) -> str:
@@ -208,16 +286,36 @@ def own_price_advice(voice: Voice = PYTHON) -> str:
     )
 
 
+def staleness(price: InstancePrice, today: datetime.date) -> str | None:
+    """Why ``price`` is stale on ``today`` (a spot price older than
+    :data:`SPOT_STALE_AFTER_DAYS` days, any older than :data:`STALE_AFTER_MONTHS` months),
+    or None."""
+    age = (today - price.as_of).days
+    if price.pricing == "spot" and age > SPOT_STALE_AFTER_DAYS:
+        return (
+            f"as of {price.as_of.isoformat()}, {age} days before {today.isoformat()}; spot "
+            f"prices move daily (more than {SPOT_STALE_AFTER_DAYS} days old is stale)"
+        )
+    if today > _add_months(price.as_of, STALE_AFTER_MONTHS):
+        return (
+            f"as of {price.as_of.isoformat()}, more than {STALE_AFTER_MONTHS} months before "
+            f"{today.isoformat()}"
+        )
+    return None
+
+
 def _warn_if_stale(price: InstancePrice, today: datetime.date, voice: Voice = PYTHON) -> None:
     # The warnings module's default filter shows each distinct message once.
-    if today > _add_months(price.as_of, STALE_AFTER_MONTHS):
-        warn(
-            f"price of {price.provider} {price.instance_type} in {price.region} is as of "
-            f"{price.as_of.isoformat()}, more than {STALE_AFTER_MONTHS} months before "
-            f"{today.isoformat()}; check the current price list, or give the price you pay "
-            f"with {voice.set('price_usd_per_hour', '<USD per hour>')}",
-            StalePriceWarning,
-        )
+    why = staleness(price, today)
+    if why is None:
+        return
+    kind = "spot price" if price.pricing == "spot" else "price"
+    warn(
+        f"{kind} of {price.provider} {price.instance_type} in {price.region} is {why}: "
+        "check the current price list (greenml tables import-prices refreshes the table), "
+        f"or give the price you pay with {voice.set('price_usd_per_hour', '<USD per hour>')}",
+        StalePriceWarning,
+    )
 
 
 def _add_months(day: datetime.date, months: int) -> datetime.date:

@@ -16,3 +16,5 @@ class Factor:
     year: int | None = None
     licence: str | None = None
     note: str = ""
+    as_of: str | None = None  # ISO date the figure was read (prices)
+    basis: str | None = None  # what kind of figure: "on-demand" or "spot" for a price

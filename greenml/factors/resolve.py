@@ -203,7 +203,14 @@ def resolve_run_factors(
                     f"(give {voice.set('location', 'aws:<region>')}, 'gcp:<region>' or "
                     f"'azure:<region>'). {own_price_advice(voice)}"
                 )
-            row = lookup_price(provider, instance_type, loc.region, table=t.prices(), voice=voice)
+            row = lookup_price(
+                provider,
+                instance_type,
+                loc.region,
+                pricing=settings.pricing,
+                table=t.prices(),
+                voice=voice,
+            )
         except ConfigError as e:
             if missing_price == "error":
                 raise
@@ -213,7 +220,8 @@ def resolve_run_factors(
             same = [
                 p.gpu_count
                 for p in t.prices()
-                if p.provider == provider and p.instance_type == instance_type
+                if p.provider == provider
+                and p.instance_type.lower() == instance_type.strip().lower()
             ]
             gpu_count = same[0] if same else None
         else:

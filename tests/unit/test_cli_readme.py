@@ -34,8 +34,8 @@ def test_every_command_of_the_section_runs():
 def test_the_sixteen_gpu_example_rents_two_machines():
     argv = next(c for c in section_commands() if "16" in c)
     result = CliRunner().invoke(main, argv[1:])
-    # 2 x p4d.24xlarge x 100 h x 21.958 USD/h = 4,391.60 USD
-    assert "2 x p4d.24xlarge" in result.output and "4,391.60 USD" in result.output
+    # 2 x p4d.24xlarge x 100 h x 21.957642 USD/h = 4,391.53 USD
+    assert "2 x p4d.24xlarge" in result.output and "4,391.53 USD" in result.output
 
 
 def test_the_bloom_example_gives_the_papers_figure():

@@ -41,8 +41,12 @@ def test_show_embodied_with_lifetimes_and_source():
     assert "4 years" in result.output and "Cloud Carbon Footprint" in result.output
 
 
-def test_a_provider_with_no_prices_says_so():
-    result = show("prices", "--provider", "gcp")
+def test_a_provider_with_no_prices_says_so(tmp_path):
+    (tmp_path / "instance_prices.csv").write_text(
+        PRICE_HEADER + "aws,p4d.24xlarge,us-east-1,A100,8,12.5,on-demand,2026-06-01,"
+        "our 3-year reservation,internal,negotiated\n"
+    )
+    result = show("prices", "--provider", "gcp", "--tables-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "no gcp rows" in result.output
 
@@ -107,7 +111,7 @@ def test_grid_errors_name_the_zone_option(zone, fragments):
 
 def test_show_reads_your_own_tables(tmp_path):
     (tmp_path / "instance_prices.csv").write_text(
-        PRICE_HEADER + "aws,p4d.24xlarge,us-east-1,A100-40GB,8,12.5,reserved,2026-06-01,"
+        PRICE_HEADER + "aws,p4d.24xlarge,us-east-1,A100-40GB,8,12.5,on-demand,2026-06-01,"
         "our 3-year reservation,internal,negotiated\n"
     )
     result = show("prices", "--tables-dir", str(tmp_path))

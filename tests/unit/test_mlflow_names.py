@@ -96,6 +96,8 @@ def test_params_name_every_factor_and_unknowns_as_na() -> None:
         "greenml.pue": "1.1",
         "greenml.price_usd_per_hour": "n/a",
         "greenml.price_source": "n/a",
+        "greenml.pricing": "n/a",
+        "greenml.price_as_of": "n/a",
         "greenml.instance_type": "n/a",
         "greenml.gpu_model": "NVIDIA A100-SXM4-80GB",
         "greenml.gpu_count": "2",
@@ -117,6 +119,21 @@ def test_hourly_price_param_and_source() -> None:
     assert p["greenml.price_usd_per_hour"] == "32.77"
     assert p["greenml.price_source"] == "AWS Price List, 2026"
     assert p["greenml.instance_type"] == "p4d.24xlarge"
+    assert (p["greenml.pricing"], p["greenml.price_as_of"]) == ("n/a", "n/a")  # not a table row
+
+
+def test_a_table_price_names_its_pricing_and_date() -> None:
+    import dataclasses
+
+    from greenml.factors.prices import lookup_price
+
+    row = lookup_price("aws", "p5.48xlarge", "us-east-1", pricing="spot")
+    fp = dataclasses.replace(_footprint(), factors=(row.factor(),), instance_type="p5.48xlarge")
+    p = names.run_params(fp)
+    assert (p["greenml.pricing"], p["greenml.price_as_of"]) == ("spot", row.as_of.isoformat())
+    user = Factor("price", 9.0, "USD/h", source="user-supplied")
+    p = names.run_params(dataclasses.replace(_footprint(), factors=(user,)))
+    assert (p["greenml.pricing"], p["greenml.price_as_of"]) == ("user-supplied", "n/a")
 
 
 def test_tags() -> None:

@@ -9,7 +9,7 @@ import greenml
 from greenml.errors import ConfigError, GreenMLWarning
 from greenml.testing import ConstantMeter, ManualClock
 
-P4D_US_EAST_1_USD_PER_H = 21.958  # AWS on-demand, us-east-1, as of 2026-01-21 (prices.csv)
+P4D_US_EAST_1_USD_PER_H = 21.957642  # AWS on-demand, us-east-1, as of 2026-01-21 (prices.csv)
 HOURS_PER_YEAR = 365 * 24
 # Cloud Carbon Footprint: 1,000 kg per server and 150 kg per GPU, over 4 years (embodied.csv)
 SERVER_KG, GPU_KG, LIFETIME_Y = 1000.0, 150.0, 4
@@ -75,9 +75,9 @@ def test_unknown_location_advice_uses_python_terms():
     ("location", "instance", "says"),
     [
         (
-            "aws:eu-west-1",
+            "aws:eu-north-1",
             "p4d.24xlarge",
-            "has no price for region 'eu-west-1'; priced in us-east-1",
+            "has no price for region 'eu-north-1'; it is sold in ap-northeast-1, ",
         ),
         ("aws:us-east-1", "p4d.24xlage", "did you mean p4d.24xlarge, "),
         ("FR", "p4d.24xlarge", "location 'FR' is not one"),
@@ -106,7 +106,7 @@ def test_missing_price_still_knows_the_instance_gpus_for_embodied_carbon():
             environ={},
             interval_s=3600,
             meters=[meter],
-            location="aws:eu-west-1",
+            location="aws:eu-north-1",
             instance_type="p4d.24xlarge",
         ).start()
     clock.advance(3600.0)

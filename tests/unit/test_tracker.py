@@ -146,8 +146,8 @@ def test_cloud_instance_priced_by_the_share_of_it_the_job_used():
     ).start()
     clock.advance(1800.0)  # half an hour on 2 of the instance's 8 GPUs
     fp = run.stop()
-    # By hand: 21.958 USD/h (us-east-1, as of 2026-01-21) x 0.5 h x 2/8 = 2.74475 USD.
-    assert fp.cost_usd == pytest.approx(21.958 * 0.5 * 2 / 8)
+    # By hand: 21.957642 USD/h (us-east-1, as of 2026-01-21) x 0.5 h x 2/8 = 2.744705 USD.
+    assert fp.cost_usd == pytest.approx(21.957642 * 0.5 * 2 / 8)
     assert fp.pue == 1.14  # AWS fleet average, 2025
     assert fp.gpu_energy_kwh == pytest.approx(2 * 400.0 * 1800.0 / 3.6e6)
     grid_f = next(f for f in fp.factors if f.name == "grid_intensity")

@@ -42,7 +42,7 @@ def factors(tmp_path, **kw):
 
 def test_own_price_and_pue_tables_replace_the_shipped_ones(tmp_path):
     (tmp_path / "instance_prices.csv").write_text(
-        PRICE_HEADER + "aws,p4d.24xlarge,us-east-1,A100-40GB,8,12.5,reserved,2026-06-01,"
+        PRICE_HEADER + "aws,p4d.24xlarge,us-east-1,A100-40GB,8,12.5,on-demand,2026-06-01,"
         "our 3-year reservation,internal,negotiated\n"
     )
     (tmp_path / "pue.csv").write_text(
