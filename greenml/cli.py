@@ -298,6 +298,12 @@ def _rounded(value: Any, digits: int = 12) -> Any:
     return value
 
 
+def _kwh(kwh: float) -> str:
+    """``1,234.000 kWh``, with MWh beside it from 10 MWh up."""
+    text = f"{kwh:,.3f} kWh"
+    return text + (f" ({kwh / 1000:,.1f} MWh)" if kwh >= 10_000 else "")
+
+
 def _estimate_text(est: Estimate, title: str, hours: float) -> list[str]:
     fp, hw = est.footprint, est.hardware
 
@@ -308,8 +314,8 @@ def _estimate_text(est: Estimate, title: str, hours: float) -> list[str]:
     if hw is not None and (hw.gpu_power_w is not None or hw.instance_type is not None):
         lines.append(f"  hardware         {hw.describe()}, {hours:g} h")
     lines += [
-        f"  IT energy        {est.it_energy_kwh:,.3f} kWh",
-        f"  facility energy  {fp.energy_kwh:,.3f} kWh (PUE {fp.pue})",
+        f"  IT energy        {_kwh(est.it_energy_kwh)}",
+        f"  facility energy  {_kwh(fp.energy_kwh)} (PUE {fp.pue})",
         f"  CO2e location    {opt(fp.co2e_kg, ',.3f', 'kg')}",
         f"  CO2e market      {opt(fp.co2e_market_kg, ',.3f', 'kg')}",
     ]
@@ -522,7 +528,7 @@ def estimate(
             alts = est_mod.compare(
                 base, places, voice=_cli_voice(command, location="--compare"), **job
             )
-        elif _wants_options(instance_type, price_usd_per_hour, energy_kwh, gpu):
+        elif energy_only:
             where = _where_sold(base, gpu, pricing.lower(), tables_dir, voice)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
@@ -583,7 +589,7 @@ def _energy_text(est: Estimate, where: list[Any]) -> list[str]:
     lines = ["estimate: no --location (CO2e and cost per region below)"]
     if hw is not None:
         lines.append(f"  hardware         {hw.describe()}, {est.hours:,.6g} h")
-    lines.append(f"  IT energy        {est.it_energy_kwh:,.3f} kWh (before PUE)")
+    lines.append(f"  IT energy        {_kwh(est.it_energy_kwh)} (before PUE)")
     for f in est.footprint.factors:
         if f.name == "gpu_power":
             lines.append(f"    {f.name} = {f.value:.6g} {f.unit} [{f.source}, {f.year}]")
@@ -635,9 +641,16 @@ def _plan_text(est: Estimate) -> list[str]:
         f"  GPU-hours        {p.gpu_hours:,.0f}",
     ]
     if power_w is not None:
+        kw = p.gpu_count * power_w / 1000
+        power = f"{kw / 1000:,.3g} MW" if kw >= 1000 else f"{kw:,.3g} kW"
+        lines.append(f"  GPU power        {power} ({p.gpu_count:,} x {power_w:g} W, before PUE)")
+    lines += [f"  note: {n}" for n in p.notes]
+    if p.params is not None:
+        lines.append("  note: FLOPs = 6 x N x D (dense transformer; Kaplan et al. 2020)")
+    if not any(f.name == "mfu" and f.source == "user-supplied" for f in p.factors):
         lines.append(
-            f"  GPU power        {p.gpu_count * power_w / 1e6:,.3g} MW "
-            f"({p.gpu_count:,} x {power_w:g} W, before PUE)"
+            "  note: MFU 0.4 is greenml's default (large runs reach 38-46 %: Llama 3, PaLM); "
+            "give --mfu for your own"
         )
     return lines
 

@@ -69,9 +69,9 @@ class Hardware:
     def describe(self) -> str:
         """``16 x A100 SXM4 40GB at 400 W on 2 x p4d.24xlarge (8 GPUs each)``."""
         if self.gpu_model is not None:
-            gpus = f"{self.gpu_count} x {self.gpu_model}"
+            gpus = f"{self.gpu_count:,} x {self.gpu_model}"
         else:
-            gpus = f"{self.gpu_count} GPU{'s' if self.gpu_count != 1 else ''}"
+            gpus = f"{self.gpu_count:,} GPU{'s' if self.gpu_count != 1 else ''}"
         if self.gpu_power_w is not None:
             gpus += f" at {self.gpu_power_w:g} W"
         if self.instance_type is None:
@@ -81,7 +81,7 @@ class Hardware:
         if self.instance_share < 1:
             return f"{gpus} on {_share_text(self)} {self.instance_type}"
         return (
-            f"{gpus} on {self.instances} x {self.instance_type} "
+            f"{gpus} on {self.instances:,} x {self.instance_type} "
             f"({self.gpus_per_instance} GPUs each)"
         )
 
@@ -456,7 +456,7 @@ def estimate(
         )
 
     reasons: list[str] = []
-    notes: list[str] = list(plan.notes) if plan is not None else []
+    notes: list[str] = []
     if (
         instance_type is None
         and gpu is not None
@@ -585,6 +585,8 @@ def _plan(
         )
     if count is None and hours is None and rows:
         count = rows[0].gpu_count  # the whole instance's GPUs
+    if getattr(board, PEAK_PRECISIONS[precision]) is None:
+        precision = "fp16"  # peak_flops_factor's stand-in for BF16 (its note says so)
     return make_plan(
         flops=flops,
         params=params,
@@ -627,7 +629,7 @@ def _region_instance(
         if elsewhere
         else f"no {provider} instance in the price table carries it ({pricing})"
     )
-    return None, f"cost: no {provider} instance in {region} carries {what} ({sold})"
+    return None, f"cost: no {provider} instance in {region} carries {what}; {sold}"
 
 
 def compare(

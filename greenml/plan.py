@@ -88,6 +88,7 @@ class Plan:
             "hours": self.hours,
             "days": self.days,
             "gpu_hours": self.gpu_hours,
+            "notes": list(self.notes),
         }
 
 

@@ -30,8 +30,8 @@ from greenml.factors.skypilot import (
 #: provider -> (catalog path, commit, as_of). The commits' own dates are not known; as_of is
 #: the date the evidence ties the prices to (docs/data-sources.md): AWS, the project's
 #: reference reading of the same us-east-1 figures; Google Cloud, the earliest date the
-#: snapshot can be (it has the A4 pricing change merged that day); Azure, the catalog pull
-#: request that already held these figures (catalogs/v6/azure is no longer refreshed).
+#: snapshot can be (it has the A4 pricing change merged that day); Azure, the earliest date
+#: too (catalog schema v6 was added that day; catalogs/v6/azure is no longer refreshed).
 PINNED = {
     "aws": (
         "catalogs/v8/aws/vms.csv",
@@ -46,7 +46,7 @@ PINNED = {
     "azure": (
         "catalogs/v6/azure/vms.csv",
         "098741e70562f65d7af1cceb81e33b284f742604",
-        datetime.date(2024, 8, 27),
+        datetime.date(2024, 12, 13),
     ),
 }
 
