@@ -659,13 +659,20 @@ def _money(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.2f}"
 
 
+def _mass(kg: float | None) -> str:
+    """``12.345 kg``, or tonnes from 10 t up."""
+    if kg is None:
+        return "n/a"
+    return f"{kg / 1000:,.1f} t" if kg >= 10_000 else f"{kg:,.3f} kg"
+
+
 def _options_text(where: list[Any], base: Estimate, per_cloud: int = 3) -> list[str]:
     """Each cloud's cheapest regions and its lowest-CO2e one; the overall cheapest and
     lowest-CO2e place."""
     first = where[0]
     n = base.hardware.gpu_count if base.hardware is not None else 0
     lines = [
-        f"where {n} x {base.hardware.gpu_model if base.hardware else 'GPU'} can be rented "
+        f"where {n:,} x {base.hardware.gpu_model if base.hardware else 'GPU'} can be rented "
         f"({first.instance.pricing}, {base.hours:,.4g} h; per cloud its {per_cloud} cheapest "
         "regions and its lowest-CO2e one):"
     ]
@@ -678,27 +685,32 @@ def _options_text(where: list[Any], base: Estimate, per_cloud: int = 3) -> list[
             pick.append(greenest)
         shown += pick
     for o in shown:
-        co2e = "n/a" if o.co2e_kg is None else f"{o.co2e_kg:,.3f}"
         lines.append(
-            f"  {o.location:<28} {o.instances} x {o.instance.instance_type:<26} "
-            f"{o.instance.usd_per_hour:>9,.4g} USD/h  {_money(o.cost_usd):>14} USD  "
-            f"{co2e:>12} kg CO2e  (as of {o.instance.as_of.isoformat()})"
+            f"  {o.location:<26} {o.instances:>6,} x {o.instance.instance_type:<26} "
+            f"{o.instance.usd_per_hour:>9,.4g} USD/h  {_money(o.cost_usd):>16} USD  "
+            f"{_mass(o.co2e_kg):>12} CO2e  (price as of {o.instance.as_of.isoformat()})"
         )
     cheap = where[0]
     lines.append(
-        f"cheapest: {cheap.location} ({cheap.instances} x {cheap.instance.instance_type}), "
+        f"cheapest: {cheap.location} ({cheap.instances:,} x {cheap.instance.instance_type}), "
         f"{_money(cheap.cost_usd)} USD"
     )
     greenest = _greenest(where)
     if greenest is not None:
         lines.append(
-            f"lowest CO2e: {greenest.location} ({greenest.instances} x "
-            f"{greenest.instance.instance_type}), {greenest.co2e_kg:,.3f} kg"
+            f"lowest CO2e: {greenest.location} ({greenest.instances:,} x "
+            f"{greenest.instance.instance_type}), {_mass(greenest.co2e_kg)}"
         )
     lines.append(
-        f"({len(where)} regions sell it; --format json lists them all, with each price's source)"
+        f"({len(where)} regions sell it; --format json lists them all, with each price's "
+        "source)"
     )
     return lines
+
+
+def _greenest(where: list[Any]) -> Any:
+    known = [o for o in where if o.co2e_kg is not None]
+    return min(known, key=lambda o: (o.co2e_kg, o.cost_usd)) if known else None
 
 
 def _stale_lines(where: list[Any]) -> list[str]:

@@ -619,8 +619,8 @@ def _region_instance(
     if (provider, region) in found:
         row, n = found[(provider, region)]
         return row, (
-            f"priced as {n} x {row.instance_type} ({row.gpu_count} x {row.gpu_model} each), "
-            f"the {provider} instance in {region} that carries {count} x {what} for the "
+            f"priced as {n:,} x {row.instance_type} ({row.gpu_count} x {row.gpu_model} each), "
+            f"the {provider} instance in {region} that carries {count:,} x {what} for the "
             f"lowest {pricing} price; give {voice.set('instance_type', '<type>')} for another"
         )
     elsewhere = sorted(region for p, region in found if p == provider)

@@ -540,8 +540,9 @@ def import_into(
 ) -> Written:
     """Import a catalog file into ``tables_dir``'s ``instance_prices.csv``.
 
-    The provider's rows from an earlier import are replaced; every other row is kept (a
-    new file starts from the shipped table's other providers, so they stay priced). A row
+    The folder is made if it does not exist. The provider's rows from an earlier import are
+    replaced; every other row is kept (a new file starts from the shipped table's other
+    providers, so they stay priced). A row
     of the user's own for the same instance, region and pricing wins over the catalog's.
     ``as_of`` defaults to the catalog file's modification date (the day it was
     downloaded); ``source`` to the file's name.
@@ -549,10 +550,8 @@ def import_into(
     from greenml.factors.prices import COLUMNS
 
     folder = os.fspath(tables_dir)
-    if not os.path.isdir(folder):
-        raise ConfigError(
-            f"tables_dir {folder!r} is not a folder; create it first (mkdir -p {folder})"
-        )
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"tables_dir {folder!r} is a file, not a folder")
     provider, offers = read_offers(catalog, provider)
     if as_of is None:
         as_of = datetime.date.fromtimestamp(os.path.getmtime(catalog))
@@ -566,6 +565,7 @@ def import_into(
             f"{os.fspath(catalog)}: no priced GPU instance in this {provider} catalog file"
             + (f" for the families {', '.join(families)}" if families is not None else "")
         )
+    os.makedirs(folder, exist_ok=True)  # the catalog parsed: the folder is worth making
     target = os.path.join(folder, "instance_prices.csv")
     if os.path.exists(target):
         label, text = read_table(target, "")

@@ -21,14 +21,28 @@ def section_commands() -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in joined.splitlines() if line.strip()]
 
 
+# A catalog file as the README's import command expects one (SkyPilot's AWS columns).
+VMS_CSV = (
+    "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,"
+    "Region,AvailabilityZone,Arch\n"
+    "p5.48xlarge,H100,8.0,192.0,2048.0,,50.0,20.0,us-east-1,use1-az1,x86_64\n"
+)
+
+
 def test_every_command_of_the_section_runs():
     commands = section_commands()
     assert len(commands) >= 5
-    for argv in commands:
-        assert argv[0] == "greenml", argv
-        result = CliRunner().invoke(main, argv[1:])
-        assert result.exit_code == 0, (argv, result.output)
-        assert result.stdout.strip(), argv
+    runner = CliRunner()
+    with runner.isolated_filesystem():
+        Path("vms.csv").write_text(VMS_CSV)  # a downloaded catalog file
+        for argv in commands:
+            assert argv[0] == "greenml", argv
+            result = runner.invoke(main, argv[1:])
+            assert result.exit_code == 0, (argv, result.output)
+            assert result.stdout.strip(), argv
+        assert "p5.48xlarge,us-east-1,H100,8,50,on-demand" in Path(
+            "my-tables/instance_prices.csv"
+        ).read_text()
 
 
 def test_the_sixteen_gpu_example_rents_two_machines():
