@@ -702,8 +702,7 @@ def _options_text(where: list[Any], base: Estimate, per_cloud: int = 3) -> list[
             f"{greenest.instance.instance_type}), {_mass(greenest.co2e_kg)}"
         )
     lines.append(
-        f"({len(where)} regions sell it; --format json lists them all, with each price's "
-        "source)"
+        f"({len(where)} regions sell it; --format json lists them all, with each price's source)"
     )
     return lines
 

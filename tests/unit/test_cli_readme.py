@@ -40,9 +40,10 @@ def test_every_command_of_the_section_runs():
             result = runner.invoke(main, argv[1:])
             assert result.exit_code == 0, (argv, result.output)
             assert result.stdout.strip(), argv
-        assert "p5.48xlarge,us-east-1,H100,8,50,on-demand" in Path(
-            "my-tables/instance_prices.csv"
-        ).read_text()
+        assert (
+            "p5.48xlarge,us-east-1,H100,8,50,on-demand"
+            in Path("my-tables/instance_prices.csv").read_text()
+        )
 
 
 def test_the_sixteen_gpu_example_rents_two_machines():
