@@ -21,6 +21,8 @@ run starts.
 
 from __future__ import annotations
 
+import datetime
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -227,6 +229,10 @@ def resolve_run_factors(
         else:
             price_hour = row.factor()
             gpu_count = row.gpu_count
+            from greenml.factors.prices import staleness
+
+            if staleness(row, datetime.date.today()) is not None:
+                flags.append("stale_price")  # the warning said why
     elif usd_per_kwh is not None:
         price_kwh = Factor(
             "electricity_price",

@@ -155,6 +155,46 @@ def test_cloud_instance_priced_by_the_share_of_it_the_job_used():
     assert fp.scope == "scope3-cat1"
 
 
+def test_a_spot_run_is_priced_at_the_spot_row_and_says_so():
+    from greenml import schema
+    from greenml.factors.prices import StalePriceWarning, load_prices
+
+    (spot,) = [
+        p
+        for p in load_prices()
+        if (p.provider, p.instance_type, p.region, p.pricing)
+        == ("aws", "p5.48xlarge", "us-east-1", "spot")
+    ]
+    assert spot.usd_per_hour == pytest.approx((14.582 + 14.8686) / 2)  # median of 4 zones
+    clock = ManualClock(0.0)
+    gpus = [ConstantMeter(clock, 600.0, key=f"gpu:{i}") for i in range(8)]
+    with pytest.warns(StalePriceWarning, match="spot prices move daily"):
+        run = greenml.Tracker(
+            meters=gpus,
+            clock=clock,
+            location="aws:us-east-1",
+            instance_type="p5.48xlarge",
+            environ={"GREENML_PRICING": "spot"},
+        ).start()
+    clock.advance(3600.0)
+    fp = run.stop()
+    assert fp.cost_usd == pytest.approx(spot.usd_per_hour)  # 1 h of the whole instance
+    price = next(f for f in fp.factors if f.name == "price")
+    assert (price.basis, price.as_of) == ("spot", spot.as_of.isoformat())
+    assert "spot" in price.note
+    assert "stale_price" in fp.flags  # every shipped spot price is older than 30 days
+    params = schema.run_params(fp)
+    assert params["greenml.pricing"] == "spot"
+    assert params["greenml.price_as_of"] == spot.as_of.isoformat()
+
+
+def test_a_bad_pricing_fails_before_the_run_naming_where_it_came_from():
+    with pytest.raises(ConfigError, match=r"GREENML_PRICING.*'reserved'.*'on-demand', 'spot'"):
+        greenml.track(location="FR", environ={"GREENML_PRICING": "reserved"})
+    with pytest.raises(ConfigError, match=r"pricing.*'Spott'.*'on-demand', 'spot'"):
+        greenml.track(location="FR", pricing="Spott", environ={})
+
+
 def test_unknown_location_fails_before_the_run_unless_assumed():
     with pytest.raises(ConfigError, match="location is unknown"):
         greenml.track(environ={})
