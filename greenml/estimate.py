@@ -209,22 +209,36 @@ def _check_inputs(
 
 
 def _instance_rows(
-    instance_type: str, prices: Sequence[InstancePrice], voice: Voice, priced: bool
+    instance_type: str,
+    prices: Sequence[InstancePrice],
+    voice: Voice,
+    priced: bool,
+    location: str | None = None,
 ) -> list[InstancePrice]:
     """The price table's rows for ``instance_type`` in any region; an instance the table
-    does not have is an error unless the user gave its price (``priced``)."""
-    from greenml.factors.prices import same_instance
+    does not have is an error unless the user gave its price (``priced``). The error
+    suggests the closest names of the location's provider (and region) when the location
+    is a cloud region, else of every provider."""
+    from greenml.factors.prices import PROVIDERS, closest_names, same_instance
+    from greenml.factors.tables import in_tables_dir
 
     rows = [p for p in prices if same_instance(p, instance_type)]
     if rows or priced:
         return rows
-    import difflib
-
-    from greenml.factors.tables import in_tables_dir
-
-    known = sorted({p.instance_type for p in prices})
-    close = difflib.get_close_matches(instance_type, known, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(close)}?" if close else f"it has {', '.join(known)}."
+    provider, _, region = (location or "").partition(":")
+    provider = provider.strip().lower()
+    pool = [p for p in prices if p.provider == provider] if provider in PROVIDERS else []
+    hint = closest_names(instance_type, pool or list(prices), region.strip() or None)
+    if instance_type.startswith("n1-") and "+" not in instance_type:
+        attached = sorted(
+            {p.instance_type for p in prices if p.instance_type.startswith(instance_type + "+")},
+            key=lambda name: ("+T4:" not in name, name),
+        )
+        if attached:
+            hint = (
+                f"an N1 VM is priced with its attached GPUs, e.g. {', '.join(attached[:4])}"
+                " (VM + GPU:count)."
+            )
     raise ConfigError(
         f"{voice.given('instance_type', instance_type)} is not in the price table: {hint} "
         f"For another instance give its price with "
@@ -417,7 +431,9 @@ def estimate(
     t.validate()  # the folder and its files, named in the user's terms, before anything else
     rows: list[InstancePrice] = []
     if instance_type is not None:
-        rows = _instance_rows(instance_type, t.prices(), voice, price_usd_per_hour is not None)
+        rows = _instance_rows(
+            instance_type, t.prices(), voice, price_usd_per_hour is not None, location
+        )
         if rows:
             instance_type = rows[0].instance_type  # the table's spelling (Azure: any case)
 

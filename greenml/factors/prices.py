@@ -220,7 +220,7 @@ def lookup_price(
     if not candidates:
         raise ConfigError(
             f"{voice.given('instance_type', instance_type)}: no {wanted} price for this "
-            f"instance type: {_closest(instance_type, ours, region)} {own}"
+            f"instance type: {closest_names(instance_type, ours, region)} {own}"
         )
     given = voice.given("instance_type", instance_type)
     label = candidates[0].instance_type
@@ -253,14 +253,14 @@ def lookup_price(
     return price
 
 
-def _closest(instance_type: str, rows: Sequence[InstancePrice], region: str | None) -> str:
-    """An unknown instance's hint: the closest names the provider has, those priced in
-    ``region`` first."""
+def closest_names(instance_type: str, rows: Sequence[InstancePrice], region: str | None) -> str:
+    """An unknown instance's hint: the closest names in ``rows`` (one provider's, or all),
+    those priced in ``region`` first; else the families the table has."""
     import difflib  # only for an error's hint
 
     if not rows:
         return "the price table has no instance of this provider at all."
-    any_case = rows[0].provider in _ANY_CASE
+    any_case = any(p.provider in _ANY_CASE for p in rows)
     key = instance_type.lower() if any_case else instance_type
     pools = []
     if region is not None:
@@ -272,8 +272,20 @@ def _closest(instance_type: str, rows: Sequence[InstancePrice], region: str | No
         if close:
             where = f" in {region}" if region is not None and pool is pools[0] else ""
             return f"did you mean {', '.join(keyed[c] for c in close)}{where}?"
-    families = sorted({re.split(r"[.\-+]", n)[0] for n in pools[-1]})
-    return f"the price table has {len(pools[-1])} of its instance types ({', '.join(families)}...)."
+    families = sorted({_family(p.provider, p.instance_type) for p in rows})
+    return (
+        f"the price table has {len(pools[-1])} such instance types, in the families "
+        f"{', '.join(families)}."
+    )
+
+
+def _family(provider: str, name: str) -> str:
+    """``p5`` for p5.48xlarge, ``a3`` for a3-highgpu-8g, ``Standard_ND`` for Azure's ND
+    sizes."""
+    if provider == "azure":
+        m = re.match(r"(Standard_[A-Z]+)", name)
+        return m.group(1) if m else name
+    return re.split(r"[.]" if provider == "aws" else r"[-+]", name)[0]
 
 
 def own_price_advice(voice: Voice = PYTHON) -> str:

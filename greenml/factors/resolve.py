@@ -22,7 +22,6 @@ run starts.
 from __future__ import annotations
 
 import datetime
-
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING

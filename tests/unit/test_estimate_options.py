@@ -172,3 +172,19 @@ def test_an_unknown_instance_suggests_names_in_its_region():
     result = run("--instance", "a3-highgpu-8", "--location", "gcp:us-east4")
     assert result.exit_code == 2
     assert "did you mean" in result.output and "a3-highgpu-8g" in result.output
+
+
+def test_an_n1_vm_alone_is_told_how_its_gpus_are_named():
+    result = run("--instance", "n1-standard-8", "--location", "gcp:us-central1")
+    assert result.exit_code == 2
+    assert "n1-standard-8+T4:1" in result.output and "VM + GPU:count" in result.output
+    out = as_json("--instance", "n1-standard-8+T4:1", "--location", "gcp:us-central1")
+    # the catalog's rows in us-central1-a: n1-standard-8 VM 0.38 + T4:1 0.35 (1 h)
+    assert out["cost_usd"] == pytest.approx(0.38 + 0.35)
+    assert out["hardware"]["gpu_model"] == "T4" and out["hardware"]["gpu_count"] == 1
+
+
+def test_an_unknown_instance_with_nothing_close_names_the_families():
+    result = run("--instance", "zzz", "--location", "azure:eastus")
+    assert result.exit_code == 2
+    assert "families Standard_NC, Standard_ND, Standard_NV" in result.output
