@@ -939,6 +939,8 @@ def tables_import_prices(
         click.echo(f"  {done.yours_won} of your own rows were kept over the catalog's")
     for reason, n in sorted(imp.skipped.items()):
         click.echo(f"  left out: {n} x {reason}")
+    for warning in done.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @tables.command("show")

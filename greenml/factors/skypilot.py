@@ -168,19 +168,39 @@ class Imported:
         self.skipped[reason] = self.skipped.get(reason, 0) + n
 
 
-def detect_provider(label: str, header: Sequence[str]) -> str:
-    """The cloud a catalog file is for, from its columns (AWS files have ``Arch``, Azure
-    files ``Generation``, Google Cloud files neither but zones)."""
+def detect_provider(label: str, header: Sequence[str], given: str | None = None) -> str:
+    """The cloud a catalog file is for, from its columns: AWS files have ``Arch``, Azure
+    files ``Generation``, Google Cloud files zones and ``vCPUs`` before the accelerator
+    columns. ``given`` (``--provider``) must agree with the columns where they tell."""
     if "Arch" in header:
-        return "aws"
-    if "Generation" in header:
-        return "azure"
-    if "AvailabilityZone" in header:
-        return "gcp"
-    raise ConfigError(
-        f"{label}: cannot tell which cloud this catalog file is for from its columns "
-        f"({', '.join(header)}); give --provider aws, gcp or azure"
-    )
+        told: str | None = "aws"
+    elif "Generation" in header:
+        told = "azure"
+    elif (
+        "AvailabilityZone" in header
+        and "vCPUs" in header
+        and "AcceleratorName" in header
+        and header.index("vCPUs") < header.index("AcceleratorName")
+    ):
+        told = "gcp"
+    else:
+        told = None
+    if given is not None:
+        if given not in PROVIDERS:
+            raise ConfigError(f"provider {given!r} is not one of {', '.join(PROVIDERS)}")
+        if told is not None and told != given:
+            raise ConfigError(
+                f"{label}: --provider {given} does not match the file, whose columns are "
+                f"SkyPilot's {told} catalog's ({', '.join(header)}); leave out --provider, "
+                f"or give --provider {told}"
+            )
+        return given
+    if told is None:
+        raise ConfigError(
+            f"{label}: cannot tell which cloud this catalog file is for from its columns "
+            f"({', '.join(header)}); give --provider aws, gcp or azure"
+        )
+    return told
 
 
 def _header(label: str, text: str) -> list[str]:
@@ -212,10 +232,7 @@ def read_offers(
     the file, the row and the column."""
     label, text = read_table(path, "")
     header = _header(label, text)
-    if provider is None:
-        provider = detect_provider(label, header)
-    elif provider not in PROVIDERS:
-        raise ConfigError(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+    provider = detect_provider(label, header, provider)
     zoned = "AvailabilityZone" in header
     columns = _NEEDED + (("AvailabilityZone",) if zoned else ())
     offers = []
@@ -381,7 +398,7 @@ def _family_filter(families: Iterable[str] | None) -> Callable[[str], bool]:
 
     def wanted(name: str) -> bool:
         for p in prefixes:
-            if p.startswith("Standard_"):
+            if p.lower().startswith("standard_"):
                 if name.lower().startswith(p.lower()):
                     return True
             elif name.startswith(p) and name[len(p) : len(p) + 1] in (".", "-", ""):
@@ -527,6 +544,7 @@ class Written:
     kept: int
     replaced: int
     yours_won: int
+    warnings: list[str] = field(default_factory=list)  # GPUs whose regions disagree
 
 
 def import_into(
@@ -600,4 +618,11 @@ def import_into(
         os.unlink(tmp)
         raise
     os.replace(tmp, target)
-    return Written(target, imported, len(keep), replaced, len(imported.rows) - len(new))
+    return Written(
+        target,
+        imported,
+        len(keep),
+        replaced,
+        len(imported.rows) - len(new),
+        spread_warnings(offers) if provider == "gcp" else [],
+    )
