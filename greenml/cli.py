@@ -368,6 +368,33 @@ def _comparison(options: list[Estimate]) -> list[str]:
     return lines
 
 
+_SCALE = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+class _Count(click.ParamType):
+    """A large count as articles write it: 7e9, 7B, 1.5T, 70M (K, M, B or G, T)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().replace("_", "").replace(",", "")
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        if text[-1:].lower() in _SCALE:
+            try:
+                return float(text[:-1]) * _SCALE[text[-1].lower()]
+            except ValueError:
+                pass
+        self.fail(f"{value!r} is not a number: give e.g. 7e9 or 7B (suffixes K, M, B, T)")
+
+
+_COUNT = _Count()
+
+
 @main.command()
 @click.option("--gpu", default=None, help="GPU model (A100, H100, V100-SXM2...): its board power.")
 @click.option(
@@ -403,10 +430,15 @@ def _comparison(options: list[Estimate]) -> list[str]:
     show_default=True,
     help="Which price of the instance table.",
 )
-@click.option("--flops", type=float, default=None, help="Training FLOPs of the run (e.g. 2.1e25).")
-@click.option("--params", type=float, default=None, help="Model parameters (with --tokens).")
+@click.option("--flops", type=_COUNT, default=None, help="Training FLOPs of the run (e.g. 2.1e25).")
 @click.option(
-    "--tokens", type=float, default=None, help="Training tokens; FLOPs = 6 x params x tokens."
+    "--params", type=_COUNT, default=None, help="Model parameters, e.g. 7e9 or 7B (with --tokens)."
+)
+@click.option(
+    "--tokens",
+    type=_COUNT,
+    default=None,
+    help="Training tokens, e.g. 2e12 or 2T; FLOPs = 6 x params x tokens.",
 )
 @click.option(
     "--mfu",

@@ -75,6 +75,21 @@ def test_the_instance_gives_the_gpus_and_their_peak():
     assert out["cost_usd"] == pytest.approx(55.04 * hours)  # one p5.48xlarge for the time
 
 
+@pytest.mark.parametrize(
+    ("params", "tokens"),
+    [("7B", "2T"), ("7e9", "2e12"), ("7000M", "2000b"), ("7_000_000_000", "2T")],
+)
+def test_counts_as_articles_write_them(params, tokens):
+    out = plan_json("--params", params, "--tokens", tokens, "--gpu", "H100", "--count", "8", *FR)
+    assert out["plan"]["flops"] == pytest.approx(6 * 7e9 * 2e12)
+
+
+def test_a_count_that_is_not_a_number_says_how_to_write_one():
+    result = run("--params", "7X", "--tokens", "2T", "--gpu", "H100", "--count", "8", *FR)
+    assert result.exit_code == 2
+    assert "'7X' is not a number: give e.g. 7e9 or 7B" in result.output
+
+
 def test_fp8_uses_the_fp8_peak():
     out = plan_json("--flops", "1e21", "--gpu", "H100", "--count", "8", "--precision", "fp8", *FR)
     assert out["plan"]["hours"] == pytest.approx(1e21 / (8 * 1979e12 * 0.4) / 3600)
