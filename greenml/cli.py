@@ -848,7 +848,8 @@ _TABLES = {
     "regions": "cloud region -> grid zone (provider documentation)",
     "gcp-carbon": "Google's per-region grid intensity and CFE% (region-carbon-info, Apache-2.0)",
     "pue": "default PUE per provider (provider reports, Uptime Institute)",
-    "prices": "on-demand GPU instance prices (public price lists, with as_of dates)",
+    "prices": "on-demand and spot GPU instance prices of AWS, Google Cloud and Azure "
+    "(SkyPilot catalog of the public price lists, with as_of dates)",
     "gpus": "GPU board power (TDP) and the names NVML reports (NVIDIA datasheets)",
     "embodied": "embodied carbon of a server and of a GPU, and their lifetime "
     "(Cloud Carbon Footprint, Apache-2.0)",

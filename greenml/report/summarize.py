@@ -192,6 +192,8 @@ def _run(row: Mapping[str, Any], group_by: str) -> dict[str, Any]:
         "grid_source": _text(row, schema.PARAM_GRID_SOURCE),
         "price_usd_per_hour": _num(row, schema.PARAM_PRICE_USD_PER_HOUR),
         "price_source": _text(row, schema.PARAM_PRICE_SOURCE),
+        "pricing": _text(row, schema.PARAM_PRICING),
+        "price_as_of": _text(row, schema.PARAM_PRICE_AS_OF),
         "instance_type": _text(row, schema.PARAM_INSTANCE_TYPE),
         "basis": zone["basis"],
         "hosts": int(_num(row, "hosts") or 1),
@@ -555,16 +557,19 @@ def _sources(inc: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 r["run_id"],
             )
         if r["price_usd_per_hour"] is not None:
+            as_of = r.get("price_as_of")
             add(
-                ("price", r["price_usd_per_hour"], r["price_source"]),
+                ("price", r["price_usd_per_hour"], r["price_source"], r.get("pricing"), as_of),
                 {
                     "factor": "price",
                     "value": r["price_usd_per_hour"],
                     "unit": "USD/h",
                     "zone": r["location"],
-                    "year": None,
+                    "year": int(as_of[:4]) if as_of else None,
                     "source": r["price_source"],
                     "licence": None,
+                    **({"as_of": as_of} if as_of else {}),
+                    **({"basis": r["pricing"]} if r.get("pricing") else {}),
                 },
                 r["run_id"],
             )

@@ -71,16 +71,18 @@ def test_demo_names_its_own_flags_and_shows_warnings_as_plain_lines():
         main,
         [
             "demo",
-            *("--seconds", "0.3", "--location", "aws:eu-west-1"),
+            *("--seconds", "0.3", "--location", "aws:eu-north-1"),
             *("--instance-type", "p4d.24xlarge", "--format", "json"),
         ],
     )
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    price = [x for x in lines if "no price for region 'eu-west-1'" in x]
+    price = [x for x in lines if "no price for region 'eu-north-1'" in x]
     assert price == [
         "warning: --instance-type 'p4d.24xlarge': aws p4d.24xlarge has no price for region "
-        "'eu-west-1'; priced in us-east-1 (prices differ by region, so none is substituted). "
+        "'eu-north-1'; it is sold in ap-northeast-1, ap-northeast-2, ap-south-1, "
+        "ap-southeast-2, ca-central-1, eu-central-1, eu-west-1, us-east-1, us-east-2, "
+        "us-west-2 (prices differ by region, so none is substituted). "
         "Give the price with --price-usd-per-hour <USD per hour>, or add a row to "
         "instance_prices.csv in --tables-dir. The run is measured without a cost (cost_usd "
         "is None, flagged no_price)."

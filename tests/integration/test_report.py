@@ -8,6 +8,7 @@ written below, added up by hand."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -17,6 +18,7 @@ import sys
 import pytest
 
 from greenml import schema
+from greenml.factors.prices import lookup_price
 from greenml.footprint import DeviceEnergy, Footprint
 from greenml.report import load_runs, render, summarize
 from greenml.report.command import report
@@ -26,6 +28,9 @@ pytestmark = pytest.mark.slow
 H100 = "NVIDIA H100 80GB HBM3"
 # generation mix, CodeCarbon 3.3.2 global_energy_mix.json (Ember / OWID 2023), TWh
 MIX = {"FR": (43.3, 335.65, 135.16), "US": (2510.32, 775.35, 963.38)}  # fossil, nuclear, ren.
+
+
+P5_SPOT = lookup_price("aws", "p5.48xlarge", "us-east-1", pricing="spot", today=dt.date(2026, 2, 1))
 
 
 def footprint(
@@ -85,15 +90,19 @@ def store(tmp_path_factory):
             c,
             bert,
             "2026-02-10T10:00:00",
-            footprint(
-                20.0,
-                7.0,
-                3.0,
-                100.0,
-                location="aws:us-east-1",
-                scope="scope3-cat1",
-                gpus=8,
-                hours=2.0,
+            dataclasses.replace(
+                footprint(
+                    20.0,
+                    7.0,
+                    3.0,
+                    100.0,
+                    location="aws:us-east-1",
+                    scope="scope3-cat1",
+                    gpus=8,
+                    hours=2.0,
+                ),
+                factors=(P5_SPOT.factor(),),  # the table's spot price, with its date
+                instance_type="p5.48xlarge",
             ),
             name="aws",
             user_tags={"team": "nlp"},
@@ -265,6 +274,10 @@ def test_what_if_and_sources(store):
     assert {x["zone"] for x in grid} == {"FR", "US-VA", "US-CA"}
     fr = [x for x in grid if x["zone"] == "FR"]
     assert sorted(r for x in fr for r in x["runs"]) == sorted([ids["fr"], ids["evil"], ids["gcp"]])
+    (price,) = [x for x in s["sources"] if x["factor"] == "price"]
+    assert price["runs"] == [ids["aws"]] and price["value"] == pytest.approx(P5_SPOT.usd_per_hour)
+    assert (price["basis"], price["as_of"]) == ("spot", P5_SPOT.as_of.isoformat())
+    assert price["year"] == P5_SPOT.as_of.year and "SkyPilot catalog" in price["source"]
 
 
 def test_formats_carry_the_same_figures_and_neutralise_user_text(store):
