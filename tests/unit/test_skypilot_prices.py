@@ -155,38 +155,31 @@ def gcp_sum(lines, column):
     return float(vm[column]) + float(gpu[column])
 
 
-def test_gcp_a2_highgpu_1g_is_its_vm_row_plus_its_a100_row():
-    # on-demand 0.73948 + 2.93391 = 3.67339; spot 0.36975 + 1.4341 = 1.80385
-    on_demand, spot = gcp_sum(A2_HIGHGPU_1G, "Price"), gcp_sum(A2_HIGHGPU_1G, "SpotPrice")
-    assert (on_demand, spot) == (pytest.approx(3.67339), pytest.approx(1.80385))
-    p = shipped("gcp", "a2-highgpu-1g", "us-central1")
+@pytest.mark.parametrize(
+    ("lines", "instance", "sums", "gpu"),
+    [
+        # on-demand 0.73948 + 2.93391 = 3.67339; spot 0.36975 + 1.4341 = 1.80385
+        (A2_HIGHGPU_1G, "a2-highgpu-1g", (3.67339, 1.80385), "A100"),
+        # on-demand 0.14679 + 0.56004 = 0.70683; spot 0.05874 + 0.2231 = 0.28184
+        (G2_STANDARD_4, "g2-standard-4", (0.70683, 0.28184), "L4"),
+        # on-demand 0.38 + 0.35 = 0.73; spot 0.11605 + 0.175 = 0.29105 (VM + attached T4)
+        (N1_STANDARD_8_T4, "n1-standard-8+T4:1", (0.73, 0.29105), "T4"),
+    ],
+)
+def test_a_gcp_machine_is_its_vm_row_plus_its_gpu_row(lines, instance, sums, gpu):
+    on_demand, spot = gcp_sum(lines, "Price"), gcp_sum(lines, "SpotPrice")
+    assert (on_demand, spot) == (pytest.approx(sums[0]), pytest.approx(sums[1]))
+    p = shipped("gcp", instance, "us-central1")
     assert p.usd_per_hour == pytest.approx(on_demand, abs=1e-9)
-    assert p.usd_per_hour == pytest.approx(3.673385, abs=1e-5)  # Google's published price
-    assert (p.gpu_count, p.gpu_model) == (1, "A100")
-    s = shipped("gcp", "a2-highgpu-1g", "us-central1", "spot")
+    assert (p.gpu_count, p.gpu_model) == (1, gpu)
+    s = shipped("gcp", instance, "us-central1", "spot")
     assert s.usd_per_hour == pytest.approx(spot, abs=1e-9)
 
 
-def test_gcp_g2_standard_4_is_its_vm_row_plus_its_l4_row():
-    # on-demand 0.14679 + 0.56004 = 0.70683; spot 0.05874 + 0.2231 = 0.28184
-    on_demand, spot = gcp_sum(G2_STANDARD_4, "Price"), gcp_sum(G2_STANDARD_4, "SpotPrice")
-    assert (on_demand, spot) == (pytest.approx(0.70683), pytest.approx(0.28184))
-    p = shipped("gcp", "g2-standard-4", "us-central1")
-    assert p.usd_per_hour == pytest.approx(on_demand, abs=1e-9)
-    assert (p.gpu_count, p.gpu_model) == (1, "L4")
-    s = shipped("gcp", "g2-standard-4", "us-central1", "spot")
-    assert s.usd_per_hour == pytest.approx(spot, abs=1e-9)
-
-
-def test_gcp_n1_with_an_attached_t4_is_named_vm_plus_gpus():
-    # on-demand 0.38 + 0.35 = 0.73; spot 0.11605 + 0.175 = 0.29105
-    on_demand, spot = gcp_sum(N1_STANDARD_8_T4, "Price"), gcp_sum(N1_STANDARD_8_T4, "SpotPrice")
-    assert (on_demand, spot) == (pytest.approx(0.73), pytest.approx(0.29105))
-    p = shipped("gcp", "n1-standard-8+T4:1", "us-central1")
-    assert p.usd_per_hour == pytest.approx(on_demand, abs=1e-9)
-    assert (p.gpu_count, p.gpu_model) == (1, "T4")
-    s = shipped("gcp", "n1-standard-8+T4:1", "us-central1", "spot")
-    assert s.usd_per_hour == pytest.approx(spot, abs=1e-9)
+def test_a2_highgpu_1g_is_googles_published_price():
+    assert shipped("gcp", "a2-highgpu-1g", "us-central1").usd_per_hour == pytest.approx(
+        3.673385, abs=1e-5
+    )
 
 
 def test_azure_nc24ads_a100_v4_with_the_board_azure_documents():
