@@ -22,6 +22,7 @@ from greenml.errors import ConfigError, warn
 from greenml.factors.provenance import Factor
 from greenml.factors.resolve import RunFactors
 from greenml.footprint import J_PER_KWH, DeviceEnergy, Factors, Footprint, Work, compute
+from greenml.ledger import zero_forever
 from greenml.meters.gpu import averaging_window_s
 
 if TYPE_CHECKING:
@@ -252,7 +253,8 @@ def usage_from_ledger(
 ) -> Usage:
     """A run's usage from its ledger's channel states: IT energy per kind and phase, each
     device with its method and troubles, and the flags they raise (``device_lost:<key>``,
-    ``read_errors:<key>``, ``estimated:<kind>``) after ``flags``."""
+    ``read_errors:<key>``, ``implausible_readings:<key>``, ``counter_bridged:<key>``,
+    ``zero_readings:<key>``, ``estimated:<kind>``) after ``flags``."""
     out_flags = list(flags)
     devices = []
     per_kind = {"gpu": 0.0, "cpu": 0.0, "ram": 0.0}
@@ -277,6 +279,8 @@ def usage_from_ledger(
                 read_errors=st.errors,
                 lost=st.lost_at_s is not None,
                 extrapolated_s=st.extrapolated_s,
+                implausible_readings=st.implausible,
+                bridged_s=st.bridged_s,
                 details=ch.details,
                 **_range_kwh(st),
             )
@@ -289,6 +293,12 @@ def usage_from_ledger(
             out_flags.append(f"device_lost:{ch.key}")
         if st.errors:
             out_flags.append(f"read_errors:{ch.key}")
+        if st.implausible:
+            out_flags.append(f"implausible_readings:{ch.key}")
+        if st.bridges:
+            out_flags.append(f"counter_bridged:{ch.key}")
+        if zero_forever(st):
+            out_flags.append(f"zero_readings:{ch.key}")
         if ch.method == "estimated":
             out_flags.append(f"estimated:{ch.kind}")
     phases = {}
@@ -315,7 +325,13 @@ def measurement_of(devices: Sequence[DeviceEnergy]) -> str:
     pool = [d for d in devices if d.kind == "gpu"] or list(devices)
     if not pool:
         return "estimated"
-    return max((d.method for d in pool), key=lambda m: _METHOD_RANK.get(m, 3))
+    return max((_method(d) for d in pool), key=lambda m: _METHOD_RANK.get(m, 3))
+
+
+def _method(d: DeviceEnergy) -> str:
+    """A device's method as measured: a counter some of whose time was bridged with power
+    readings (a reset, a stuck counter) is only ``sampled`` for the run."""
+    return "sampled" if d.method == "counter" and d.bridged_s > 0 else d.method
 
 
 def hourly_grid(

@@ -70,6 +70,8 @@ class DeviceEnergy:
     read_errors: int = 0
     lost: bool = False
     extrapolated_s: float = 0.0  # seconds filled by extrapolation rather than readings
+    implausible_readings: int = 0  # absurd, negative or NaN readings dropped
+    bridged_s: float = 0.0  # seconds of a counter fault (reset, jump, stuck) bridged with power
     details: tuple[tuple[str, str], ...] = ()
     #: Where exactness is impossible (a GPU without an energy counter), the range the
     #: energy lies in; None where the method is exact to its documented bound (counters)

@@ -31,11 +31,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from greenml.errors import warn
-from greenml.meters.base import Channel, Reading
+from greenml.meters.base import Channel, Reading, implausible_power, power_ceiling_w
 from greenml.phases import PhaseTimeline
 
 # Segments shorter than this do not serve as a neighbour's power (too noisy).
 _MIN_RATE_SPAN_S = 0.01
+# A device whose every reading was zero for this long (and at least this many readings)
+# is flagged: no device draws nothing while powered.
+_ZERO_FOREVER_S = 1.5
+_ZERO_FOREVER_READINGS = 3
+# A power reading this low does not show a device at work.
+_IDLE_FLOOR_W = 1.0
+# A counter segment whose rate is below this share of the power read at both of its ends
+# did not count what the device drew: the counter stood still or fell behind.
+_STUCK_RATIO = 0.25
+# How far a power reading may sit from a segment's end and still speak for it, seconds.
+_STUCK_EDGE_S = 0.3
+# A counter that did not move for this long while the device drew power is stuck.
+_STILL_S = 0.5
 
 
 def step_pieces(
@@ -158,6 +171,33 @@ class ChannelState:
     edge_j: float = 0.0  # uncertainty of the last cumulative value, at the window's end
     gap_s: float = 0.0  # seconds the meter filled across read gaps
     series: Series = field(default_factory=Series)
+    # Readings that cannot be measurements (absurd, negative or NaN power; a counter
+    # jump above the device's ceiling), dropped and counted.
+    implausible: int = 0
+    first_implausible: str | None = None
+    # Counter faults bridged with the power around them: seconds, and what happened.
+    bridged_s: float = 0.0
+    bridges: dict[str, int] = field(default_factory=dict)  # "reset" / "jump" / "stuck"
+    pending_bridge: tuple[float, float, float | None] | None = None  # (a, b, rate before)
+    last_seg: tuple[float, float, float] | None = None  # the last counter segment, unchecked
+    slow_seg: tuple[float, float, float, float, float] | None = None  # (a, b, J, p_a, p_b)
+    # Zero-forever: readings seen, and whether any showed energy or power above zero.
+    readings: int = 0
+    nonzero: bool = False
+    first_t: float | None = None
+    latest_t: float | None = None  # the last good reading's time, energy or power
+
+
+def zero_forever(st: ChannelState) -> bool:
+    """Whether a channel read zero (power and energy) all along, long enough to tell."""
+    return (
+        not st.nonzero
+        and st.readings >= _ZERO_FOREVER_READINGS
+        and st.first_t is not None
+        and st.latest_t is not None
+        and st.latest_t - st.first_t >= _ZERO_FOREVER_S
+        and st.energy_j == 0.0
+    )
 
 
 class Ledger:
@@ -187,6 +227,7 @@ class Ledger:
             )
         self.timeline = PhaseTimeline(start_s, default_phase)
         self.warnings: list[str] = []
+        self._notified: set[str] = set()
         self._version = 0
 
     # -- phases ---------------------------------------------------------------------
@@ -291,6 +332,17 @@ class Ledger:
     def _add(self, st: ChannelState, r: Reading) -> None:
         if st.lost_at_s is not None:
             return
+        if r.power_w is not None and not r.implausible:
+            why = implausible_power(st.channel, r.power_w)
+            if why is not None:
+                r = Reading(r.key, r.t_s, error=why, implausible=True)
+        if r.energy_j is not None and not math.isfinite(r.energy_j):
+            r = Reading(
+                r.key, r.t_s, error=f"an energy reading of {r.energy_j} J", implausible=True
+            )
+        if r.implausible:
+            self._implausible(st, r.error or "an implausible reading")
+            return
         if r.error is not None or (r.energy_j is None and r.power_w is None):
             st.errors += 1
             if st.first_error is None:
@@ -307,10 +359,17 @@ class Ledger:
                     f"(flagged device_lost:{st.channel.key})"
                 )
             return
+        st.readings += 1
+        st.first_t = r.t_s if st.first_t is None else st.first_t
+        st.latest_t = r.t_s if st.latest_t is None else max(st.latest_t, r.t_s)
+        if r.power_w is not None and r.power_w > 0:
+            st.nonzero = True
         if r.extra:
             self._add_range(st, r)
         if r.energy_j is not None:
             self._add_energy(st, r.t_s, r.energy_j)
+        elif r.power_w is not None and st.channel.method == "counter":
+            self._stuck_power(st, r.t_s, r.power_w, r.extra.get("counter_still_s", 0.0))
         elif st.channel.method != "counter":
             # Only devices without a counter integrate power; on a counter channel a
             # power-only reading just updates the power used for extrapolation.
@@ -330,15 +389,128 @@ class Ledger:
         if t <= st.last_t:
             return  # no newer information
         de = e - st.last_e
-        if de < 0:
-            # A meter is supposed to unwrap; a counter that went back was reset.
-            self._warn(f"{st.channel.key}: counter went back by {-de:.3f} J; segment skipped")
+        dt = t - st.last_t
+        if de < 0 or de / dt > power_ceiling_w(st.channel):
+            # A meter unwraps wraparound: a counter that went back was reset (a driver
+            # reload); one that jumped beyond what the device can draw answered garbage.
+            # Either way the segment's energy is unknown: bridge it with the power on both
+            # sides (the segment before, and the next one).
+            kind = "reset" if de < 0 else "jump"
+            if kind == "jump":
+                self._implausible(st, f"a counter jump of {de:,.3f} J in {dt:.3f} s")
+            self._bridge_start(st, st.last_t, t, kind)
             st.last_t, st.last_e = t, e
             return
-        st.slope_w = de / (t - st.last_t)
+        if de > 0:
+            st.nonzero = True
+        rate = de / dt
+        if st.pending_bridge is not None:
+            self._bridge_end(st, rate)
+        st.slope_w = rate
         self._fill_head(st)
         self._segment(st, st.last_t, t, de)
+        st.last_seg = (st.last_t, t, de)
         st.last_t, st.last_e = t, e
+
+    # -- faults: implausible readings, counter resets, jumps and stuck counters ----------
+
+    def _implausible(self, st: ChannelState, why: str) -> None:
+        st.implausible += 1
+        if st.first_implausible is None:
+            st.first_implausible = why
+            ch = st.channel
+            self._notify(
+                f"{ch.key} ({ch.name}) answered {why}: not a measurement, so it is dropped and "
+                f"its energy comes from the readings around it (flagged "
+                f"implausible_readings:{ch.key})"
+            )
+
+    def _bridge_start(self, st: ChannelState, a: float, b: float, kind: str) -> None:
+        """A counter segment whose energy is unknown: held until the next segment tells
+        the power after it."""
+        if st.pending_bridge is not None:  # two in a row: the first with what is known
+            self._bridge_end(st, None)
+        st.pending_bridge = (a, b, st.slope_w)
+        st.bridges[kind] = st.bridges.get(kind, 0) + 1
+        if st.bridges[kind] == 1:
+            ch = st.channel
+            what = "went back (a reset, e.g. a driver reload)" if kind == "reset" else "jumped"
+            self._notify(
+                f"{ch.key} ({ch.name}): the energy counter {what} between "
+                f"{a - self.start_s:.1f} and {b - self.start_s:.1f} s into the run; that stretch "
+                f"is bridged with the power before and after it (flagged "
+                f"counter_bridged:{ch.key})"
+            )
+
+    def _bridge_end(self, st: ChannelState, rate_after: float | None) -> None:
+        assert st.pending_bridge is not None
+        a, b, before = st.pending_bridge
+        st.pending_bridge = None
+        rates = [r for r in (before, rate_after) if r is not None]
+        if not rates:
+            return  # nothing on either side: the stretch stays unmeasured (flagged)
+        rate = sum(rates) / len(rates)
+        self._segment(st, a, b, rate * (b - a))
+        st.bridged_s += b - a
+
+    def _stuck_power(self, st: ChannelState, t: float, watts: float, still_s: float) -> None:
+        """A power reading on a counter channel (read with the counter now and then).
+
+        A counter that did not move at all over half a second or more (the meter says how
+        long it has seen it still, ``counter_still_s``) while
+        the power read at both of its ends shows the GPU at work is stuck: no GPU draws
+        nothing. That segment's energy is the power's (the trapezoid), and so is the
+        segment just before it when the counter's rate there had already fallen below a
+        quarter of the power at its ends (the counter stopped inside it). A slow segment
+        alone proves nothing (a workload can dip between two reads) and is left as
+        counted."""
+        before, seg = st.last_p, st.last_seg
+        if (
+            still_s >= _STILL_S
+            and st.last_t is not None
+            and st.last_e is not None
+            and t - st.last_t >= _STILL_S
+            and (seg is None or seg[1] <= st.last_t)
+        ):
+            # The counter has not moved since its last point: a segment of 0 J up to now
+            # (the counter still holds last_e), checked like any other.
+            self._segment(st, st.last_t, t, 0.0)
+            seg = (st.last_t, t, 0.0)
+            st.last_t = t
+        if seg is None or before is None:
+            return
+        a, b, joules = seg
+        if not (before[0] <= a + _STUCK_EDGE_S and b <= t + _STUCK_EDGE_S):
+            return  # the power readings do not bracket the segment
+        st.last_seg = None
+        busy = min(before[1], watts)
+        suspect, st.slow_seg = st.slow_seg, None
+        if busy <= _IDLE_FLOOR_W:
+            return
+        if joules / (b - a) >= _STUCK_RATIO * busy:
+            return
+        if joules > _IDLE_FLOOR_W * (b - a) or b - a < _STILL_S:
+            st.slow_seg = (a, b, joules, before[1], watts)  # fell behind, or a dip
+            return
+        if suspect is not None and suspect[1] == a:
+            sa, sb, sj, pa, pb = suspect
+            self._bridge_stuck(st, sa, sb, (pa + pb) / 2.0 * (sb - sa) - sj, pb)
+        self._bridge_stuck(st, a, b, (before[1] + watts) / 2.0 * (b - a) - joules, watts)
+
+    def _bridge_stuck(
+        self, st: ChannelState, a: float, b: float, missing_j: float, watts: float
+    ) -> None:
+        self._credit(st, a, b, missing_j)
+        st.bridged_s += b - a
+        st.bridges["stuck"] = st.bridges.get("stuck", 0) + 1
+        if st.bridges["stuck"] == 1:
+            ch = st.channel
+            self._notify(
+                f"{ch.key} ({ch.name}): the energy counter counted far less than the "
+                f"{watts:g} W the GPU drew, {a - self.start_s:.1f}-{b - self.start_s:.1f} s into "
+                f"the run (a stuck counter): that stretch is bridged with the power readings "
+                f"(flagged counter_bridged:{ch.key})"
+            )
 
     def _add_range(self, st: ChannelState, r: Reading) -> None:
         """Sum a stated range (cumulative ``energy_low_j`` / ``energy_high_j`` in
@@ -382,6 +554,16 @@ class Ledger:
         st.extrapolated_s += gap
         st.head_pending_until = None
 
+    def _notify(self, msg: str) -> None:
+        """Tell the user ``msg`` once, on stderr. Its flag is the channel state's own
+        (``implausible_readings:<key>``...), set by :func:`greenml.assemble.usage_from_ledger`;
+        the message is not itself a flag."""
+        with self._lock:
+            if msg not in self._notified:
+                self._version += 1
+                self._notified.add(msg)
+                warn(msg)
+
     def _warn(self, msg: str, *, log: bool = True) -> None:
         """Record a warning in the run's flags (once), and log it unless done already."""
         with self._lock:
@@ -409,9 +591,18 @@ class Ledger:
             self.mark_stop(stop_s)
             self._version += 1
             for st in self.channels.values():
+                if st.pending_bridge is not None:
+                    self._bridge_end(st, None)
                 if st.head_pending_until is not None and st.slope_w is not None:
                     self._fill_head(st)
                 self._drain(st, final=True)
+                if zero_forever(st):
+                    ch = st.channel
+                    self._notify(
+                        f"{ch.key} ({ch.name}) read zero for the whole run ({st.readings} "
+                        "readings): no powered device draws nothing, so its energy is "
+                        f"missing, not zero (flagged zero_readings:{ch.key})"
+                    )
                 if st.lost_at_s is not None or st.last_t is None:
                     continue
                 if st.last_t < stop_s and st.slope_w is not None:

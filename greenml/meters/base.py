@@ -23,6 +23,7 @@ lifted by :func:`as_meter`, which gives it the same defaults.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -64,7 +65,9 @@ class Reading:
     reconstructed from 1 s averages refers to the instant it was settled for).
     ``energy_j`` is cumulative from an arbitrary origin and never decreases (meters
     unwrap counter wraparound). ``error`` is set, and the values are None, when the
-    read failed; ``lost`` marks a device that will not come back.
+    read failed; ``lost`` marks a device that will not come back. ``implausible`` marks a
+    value the device did answer but that cannot be a measurement (see
+    :func:`implausible_power`): ``error`` says why, and the value is not used.
     """
 
     key: str
@@ -74,6 +77,40 @@ class Reading:
     error: str | None = None
     lost: bool = False
     extra: dict[str, float] = field(default_factory=dict)
+    implausible: bool = False
+
+
+#: The most a device of each kind can draw when its power limit is unknown, watts: above
+#: any shipping board (B300: 1,400 W), CPU package (500 W) or memory.
+ABSOLUTE_CEILING_W = {"gpu": 2000.0, "cpu": 1000.0, "ram": 500.0}
+#: A reading above this multiple of the board's power limit is not a measurement (boards
+#: exceed their limit only for milliseconds; a 1 s average or a counter's rate cannot).
+LIMIT_FACTOR = 1.5
+
+
+def power_ceiling_w(channel: Channel) -> float:
+    """The highest power a reading of ``channel`` can plausibly show."""
+    if channel.power_limit_w is not None and channel.power_limit_w > 0:
+        return LIMIT_FACTOR * channel.power_limit_w
+    return ABSOLUTE_CEILING_W.get(channel.kind, 2000.0)
+
+
+def implausible_power(channel: Channel, watts: float) -> str | None:
+    """Why ``watts`` cannot be a power reading of ``channel`` (NaN, infinite, negative, or
+    above :func:`power_ceiling_w`), or None when it can."""
+    if not math.isfinite(watts):
+        return f"a power reading of {watts} W"
+    if watts < 0:
+        return f"a negative power reading ({watts:g} W)"
+    ceiling = power_ceiling_w(channel)
+    if watts > ceiling:
+        limit = (
+            f"{LIMIT_FACTOR:g} x its {channel.power_limit_w:g} W power limit"
+            if channel.power_limit_w
+            else f"the {ceiling:g} W any {channel.kind.upper()} can draw"
+        )
+        return f"a power reading of {watts:,.3f} W, above {limit}"
+    return None
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ from typing import Protocol
 
 from greenml.errors import DeviceLostError, MeasurementError, warn
 from greenml.meters.averaged import AveragedEnergy, PartTimeRange
-from greenml.meters.base import Channel, Clock, MeterBase, Reading
+from greenml.meters.base import Channel, Clock, MeterBase, Reading, implausible_power
 from greenml.meters.counter_grid import NOMINAL_REFRESH_S, Counter, CounterGrid
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ def averaging_window_s(channel: Channel) -> float | None:
 
 
 _AVERAGE_SUFFIX = " s average"
+#: A counter channel's power is read with its counter at most this often: one NVML call
+#: per second or two, so that the ledger can tell a counter that stood still (or fell far
+#: behind) while the GPU drew power from a GPU at rest.
+POWER_CHECK_S = 1.0
 
 
 @dataclass
@@ -89,6 +93,11 @@ class _Slot:
     #: range of an instantaneous (part-time) reading's integral.
     averaged: AveragedEnergy | None = None
     part_time: PartTimeRange | None = None
+    #: When a counter channel's power was last read (see POWER_CHECK_S), the counter's
+    #: raw value as last read, and when it was last seen to change.
+    power_read_at: float | None = None
+    counter_mj: int | None = None
+    counter_moved_at: float | None = None
 
     def failed(self, t: float, e: MeasurementError) -> Reading:
         """The reading for a failed read at ``t``; a lost device stays lost."""
@@ -203,11 +212,20 @@ class GpuMeter(MeterBase):
             try:
                 if c is not None:
                     # The counter is the measurement and its differences give the power:
-                    # a power read here would cost as much and add nothing.
+                    # a power read here would cost as much and add nothing, unless the
+                    # counter has stood still (see STUCK_S).
                     reading = self._grid.read(c, t)
                     out.extend([reading] if reading is not None else [])
+                    if c.last_mj != s.counter_mj:
+                        s.counter_mj, s.counter_moved_at = c.last_mj, c.last_read_s
+                    out.extend(self._power_check(s, t))
                 else:
-                    out.extend(self._sampled(s, t, s.device.power_mw() / 1000.0))
+                    watts = s.device.power_mw() / 1000.0
+                    why = implausible_power(s.channel, watts)
+                    if why is not None:  # never fed to the estimator: a gap instead
+                        out.append(Reading(s.channel.key, t, error=why, implausible=True))
+                    else:
+                        out.extend(self._sampled(s, t, watts))
             except MeasurementError as e:
                 if isinstance(e, DeviceLostError) and s.averaged is not None:
                     # What was measured before the loss is held for settling: release it
@@ -215,6 +233,25 @@ class GpuMeter(MeterBase):
                     out.extend(s.averaged.flush())
                 out.append(s.failed(t, e))
         return out
+
+    @staticmethod
+    def _power_check(s: _Slot, t: float) -> list[Reading]:
+        """A counter channel's power reading, every :data:`POWER_CHECK_S` at most."""
+        if s.power_read_at is not None and t - s.power_read_at < POWER_CHECK_S:
+            return []
+        s.power_read_at = t
+        try:
+            watts = s.device.power_mw() / 1000.0
+        except MeasurementError:
+            return []  # the counter's own reads report failures; power is only a check
+        why = implausible_power(s.channel, watts)
+        if why is not None:
+            return [Reading(s.channel.key, t, error=why, implausible=True)]
+        extra = {}
+        if s.counter_moved_at is not None and s.counter is not None:
+            seen = s.counter.last_read_s if s.counter.last_read_s is not None else t
+            extra["counter_still_s"] = max(0.0, seen - s.counter_moved_at)
+        return [Reading(s.channel.key, t, power_w=watts, extra=extra)]
 
     @staticmethod
     def _sampled(s: _Slot, t: float, power: float) -> list[Reading]:
@@ -239,6 +276,8 @@ class GpuMeter(MeterBase):
         energy is split at the stop (see :func:`greenml.ledger.step_pieces`); averaged
         readings held for settling are released."""
         self._grid.wait_past(self._counters(), stop_s)
+        for s in self._slots:
+            s.power_read_at = None  # the last segment gets its power check too
         out = self.read()
         for s in self._slots:
             if s.averaged is not None and not s.lost:

@@ -183,6 +183,14 @@ class SimGPU:
     holds ``(start_s, end_s)`` spans of driver time in which power and energy reads fail
     with ``NVML_ERROR_UNKNOWN``. ``mig_instances > 0`` puts the GPU in MIG mode with that
     many MIG devices (Ampere, Hopper and Blackwell only; at most 7).
+
+    Broken-driver faults: ``power_override_windows`` holds ``(start_s, end_s, mw)`` spans in
+    which the power reading is ``mw`` whatever the GPU draws (``0xFFFFFFFF``, the value
+    broken drivers answer, or ``0``); ``counter_resets_at`` lists driver times at which the
+    energy counter restarts from 0 (a driver reload: NVML counts from the driver's load);
+    ``counter_frozen_windows`` holds ``(start_s, end_s)`` spans in which the counter stops
+    moving, and the energy used meanwhile is never counted (it resumes from the frozen
+    value).
     """
 
     name: str = "NVIDIA H100 80GB HBM3"
@@ -198,6 +206,9 @@ class SimGPU:
     not_supported: frozenset[str] = field(default_factory=frozenset)
     unknown_error_windows: tuple[tuple[float, float], ...] = ()
     mig_instances: int = 0
+    power_override_windows: tuple[tuple[float, float, int], ...] = ()
+    counter_resets_at: tuple[float, ...] = ()
+    counter_frozen_windows: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -256,6 +267,29 @@ class SimGPU:
                 f"mig_instances={mig} needs a MIG-capable architecture "
                 f"({sorted(_MIG_CAPABLE)}), got {self.architecture!r}"
             )
+        overrides = []
+        for window in self.power_override_windows:
+            try:
+                a, b, mw = float(window[0]), float(window[1]), int(window[2])
+            except (TypeError, ValueError, IndexError):
+                raise ValueError(
+                    f"power_override_windows entries must be (start_s, end_s, mw), got {window!r}"
+                ) from None
+            if not a < b or not 0 <= mw < 2**32:
+                raise ValueError(f"a power_override_windows entry is invalid: {window!r}")
+            overrides.append((a, b, mw))
+        object.__setattr__(self, "power_override_windows", tuple(overrides))
+        resets = tuple(sorted(float(t) for t in self.counter_resets_at))
+        if not all(math.isfinite(t) for t in resets):
+            raise ValueError(f"counter_resets_at must be finite times, got {resets!r}")
+        object.__setattr__(self, "counter_resets_at", resets)
+        frozen = []
+        for window in self.counter_frozen_windows:
+            a, b = (float(x) for x in window)
+            if not a < b:
+                raise ValueError(f"a counter_frozen_windows entry needs start < end: {window!r}")
+            frozen.append((a, b))
+        object.__setattr__(self, "counter_frozen_windows", tuple(sorted(frozen)))
         object.__setattr__(self, "power_limit_w", limit)
         object.__setattr__(self, "not_supported", not_supported)
         object.__setattr__(self, "unknown_error_windows", tuple(windows))
@@ -480,6 +514,9 @@ class SimulatedNVML:
                     "not_supported": sorted(g.not_supported),
                     "unknown_error_windows": [list(w) for w in g.unknown_error_windows],
                     "mig_instances": g.mig_instances,
+                    "power_override_windows": [list(w) for w in g.power_override_windows],
+                    "counter_resets_at": list(g.counter_resets_at),
+                    "counter_frozen_windows": [list(w) for w in g.counter_frozen_windows],
                 }
                 for g in self._gpus
             ],
@@ -503,6 +540,13 @@ class SimulatedNVML:
             fields["unknown_error_windows"] = tuple(
                 (float(a), float(b)) for a, b in fields["unknown_error_windows"]
             )
+            fields["power_override_windows"] = tuple(
+                (float(a), float(b), int(mw)) for a, b, mw in fields["power_override_windows"]
+            )
+            fields["counter_resets_at"] = tuple(float(t) for t in fields["counter_resets_at"])
+            fields["counter_frozen_windows"] = tuple(
+                (float(a), float(b)) for a, b in fields["counter_frozen_windows"]
+            )
             gpus.append(SimGPU(**fields))
         return cls(
             gpus,
@@ -517,11 +561,21 @@ class SimulatedNVML:
     def _energy_mj(self, gpu: SimGPU, tau: float) -> int:
         k = math.floor(tau / self._refresh_s + _GRID_TOL)
         refreshed_s = max(0.0, k * self._refresh_s)
-        return gpu.counter_start_mj + math.floor(
-            1000.0 * gpu.trace.energy_j(0.0, refreshed_s) + _MJ_TOL
-        )
+        # a driver reload restarts the counter from 0; a frozen span is never counted
+        resets = [t for t in gpu.counter_resets_at if t <= refreshed_s]
+        origin = resets[-1] if resets else 0.0
+        base = 0 if resets else gpu.counter_start_mj
+        joules = gpu.trace.energy_j(origin, refreshed_s) if refreshed_s > origin else 0.0
+        for a, b in gpu.counter_frozen_windows:
+            lo, hi = max(a, origin), min(b, refreshed_s)
+            if hi > lo:
+                joules -= gpu.trace.energy_j(lo, hi)
+        return base + math.floor(1000.0 * max(0.0, joules) + _MJ_TOL)
 
     def _power_mw(self, gpu: SimGPU, tau: float) -> int:
+        for a, b, mw in gpu.power_override_windows:
+            if a <= tau < b:
+                return mw
         if gpu.power_reading == "average_1s":
             watts = gpu.trace.mean_w(tau - _AVERAGE_WINDOW_S, tau)
         else:

@@ -106,9 +106,10 @@ def test_counter_is_read_no_faster_than_it_refreshes(clock):
     # 20 s / 0.1 s = 200 refreshes. The counter is read at most once per refresh, plus
     # the few reads of each re-synchronisation (at 0.5, 1, 2, 4, 8, 16 s, each starting
     # 3 ms before the predicted refresh): far below the 1,000 reads asked for. The power
-    # is not read at all: the counter's differences give it.
+    # is read once a second at most (POWER_CHECK_S), only to tell a stuck counter from a
+    # GPU at rest: the counter's differences give the energy.
     assert 200 <= reads <= 240
-    assert power_reads == 0
+    assert 19 <= power_reads <= 21
 
 
 def test_counterless_averaged_power_within_two_percent(clock):

@@ -96,7 +96,9 @@ def test_idle_counter_is_read_at_the_idle_cadence_and_at_once_after_a_switch():
     reads = calls["nvmlDeviceGetTotalEnergyConsumption"]
     idle, settle, syncs = 600.0 / IDLE_S, 10 + 1, 2 * 260 + 25 * 6
     assert idle <= reads <= idle + settle + syncs, reads
-    assert calls["nvmlDeviceGetPowerUsage"] == 0
+    # the power is read with the counter at most once a second (a stuck-counter check):
+    # one per idle read, once during the settling second
+    assert calls["nvmlDeviceGetPowerUsage"] <= 600.0 / IDLE_S + 12
     st = ledger.totals()["gpu:0"]
     # Steady power: each phase gets its time's share, to the counter's resolution.
     assert st.phase_j["train"] == pytest.approx(300.0 * 300.0123, rel=1e-5)

@@ -258,13 +258,13 @@ def test_hourly_intensity_file_changes_the_answer(tmp_path):
 def test_electricity_price_for_own_hardware():
     clock = ManualClock(0.0)
     run = greenml.Tracker(
-        meters=[ConstantMeter(clock, 3600.0)],
+        meters=[ConstantMeter(clock, 1800.0)],  # below the 2,000 W any GPU can draw
         clock=clock,
         pue=1.2,
         usd_per_kwh=0.25,
         location="FR",
     ).start()
-    clock.advance(1000.0)  # 3600 W x 1000 s = 1 kWh IT, 1.2 kWh facility
+    clock.advance(2000.0)  # 1800 W x 2000 s = 1 kWh IT, 1.2 kWh facility
     assert run.stop().cost_usd == pytest.approx(0.3)
 
 
