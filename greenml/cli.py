@@ -784,13 +784,32 @@ def _greenest(where: list[Any]) -> Any:
     is_flag=True,
     help="Also send runs recorded with log_to_mlflow=False.",
 )
-def sync(journal_dir: str | None, tracking_uri: str | None, include_local: bool) -> None:
+@click.option(
+    "--prune",
+    "prune_now",
+    is_flag=True,
+    help="Remove every fully delivered journal now (default: those older than 30 days).",
+)
+@click.option("--keep", is_flag=True, help="Remove no journal, however old.")
+def sync(
+    journal_dir: str | None,
+    tracking_uri: str | None,
+    include_local: bool,
+    prune_now: bool,
+    keep: bool,
+) -> None:
     """Send journal records that MLflow does not have (safe to run again).
 
-    A run that also had the directory sink first gets the records its folder missed."""
+    A run that also had the directory sink first gets the records its folder missed.
+    Then journals that are fully delivered (every record with every target, the run
+    ended) are removed once they are 30 days old, or at once with --prune; a journal with
+    anything unsent is never removed."""
     from greenml import config
     from greenml.errors import ConfigError
-    from greenml.sinks.sync import sync_all
+    from greenml.sinks.sync import PRUNE_AFTER_DAYS, prune, sync_all
+
+    if prune_now and keep:
+        raise click.UsageError("--prune and --keep contradict each other: give one")
 
     if journal_dir is None:
         try:
@@ -833,6 +852,13 @@ def sync(journal_dir: str | None, tracking_uri: str | None, include_local: bool)
             )
         else:
             click.echo(f"{name}: up to date ({r.already} record(s) already in MLflow)")
+    if not keep:
+        pruned = prune(journal_dir, older_than_days=None if prune_now else PRUNE_AFTER_DAYS)
+        for p in pruned:
+            if p.removed:
+                click.echo(f"{p.path.name}: removed (fully delivered)")
+            elif prune_now:
+                click.echo(f"{p.path.name}: kept: {p.why}")
     if failed:
         raise SystemExit(1)
 

@@ -25,6 +25,9 @@ Record types (``"t"``):
 
 A ``sent`` or ``run`` line without a ``target`` (journals written before sinks had names)
 is MLflow's.
+
+Journals hold a run's figures and where it logs: the folders greenml creates for them are
+user-only (0700) and each journal file is created user-only (0600), whatever the umask.
 """
 
 from __future__ import annotations
@@ -47,10 +50,11 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         self._lock = threading.Lock()
         self._seq = 0
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def disown(self) -> None:
         """In a process forked from the journal's writer: point the inherited file at
@@ -200,6 +204,22 @@ def read(path: str | os.PathLike[str]) -> JournalContents:
             else:
                 out.bad_lines.append((number, f"not a journal record: {line.strip()[:60]!r}"))
     return out
+
+
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` and any missing parent user-only (0700). A folder that already
+    exists keeps its mode (it may be the user's, shared on purpose)."""
+    missing = []
+    for d in (folder, *folder.parents):
+        if d.exists():
+            break
+        missing.append(d)
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another process made it meanwhile
+        os.chmod(d, 0o700)  # mkdir's mode is masked by the umask
 
 
 def journal_files(folder: str | os.PathLike[str]) -> list[Path]:

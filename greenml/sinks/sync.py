@@ -232,3 +232,66 @@ def _not_zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+#: ``greenml sync`` removes journals that are fully delivered and older than this (by the
+#: file's last write); ``--prune`` removes every fully delivered one, ``--keep`` none.
+PRUNE_AFTER_DAYS = 30
+
+
+def undelivered(contents: jr.JournalContents) -> str | None:
+    """Why a journal must be kept (something not delivered, or not known to be), or None
+    when every record is with every target it was meant for and the run has ended."""
+    start = contents.start
+    if start is None:
+        return "no start record: not known what it holds"
+    if contents.bad_lines:
+        return f"{len(contents.bad_lines)} line(s) could not be read"
+    targets = [str(t) for t in start.get("targets") or []]
+    if not start.get("mlflow", True) or not targets:
+        return "recorded with log_to_mlflow=False: the journal is the run's only record"
+    for target in targets:
+        missing = len(contents.unsent_to(target))
+        if missing:
+            return f"{missing} record(s) not yet with {target}"
+    if contents.end is None and contents.summary is None:
+        if _still_running(start):
+            return f"its process (pid {start.get('pid')}) is still running"
+        return "the run has no end (run greenml sync to end it)"
+    return None
+
+
+@dataclass
+class Pruned:
+    """What pruning did with one journal."""
+
+    path: Path
+    removed: bool
+    why: str  # the reason it was kept, or "delivered"
+
+
+def prune(
+    journal_dir: str | os.PathLike[str], *, older_than_days: float | None = PRUNE_AFTER_DAYS
+) -> list[Pruned]:
+    """Remove the journals in ``journal_dir`` that are fully delivered (see
+    :func:`undelivered`) and were last written more than ``older_than_days`` ago (None:
+    whatever their age). A journal with anything unsent is never removed."""
+    import time
+
+    out = []
+    now = time.time()
+    for path in jr.journal_files(journal_dir):
+        why = undelivered(jr.read(path))
+        if why is None and older_than_days is not None:
+            age_days = (now - path.stat().st_mtime) / 86400.0
+            if age_days <= older_than_days:
+                why = (
+                    f"delivered, kept for {older_than_days:g} days "
+                    f"(last written {age_days:.1f} days ago)"
+                )
+        if why is not None:
+            out.append(Pruned(path, False, why))
+            continue
+        path.unlink()
+        out.append(Pruned(path, True, "delivered"))
+    return out
