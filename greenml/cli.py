@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -174,8 +175,10 @@ def demo(
     import greenml
     from greenml.errors import ConfigError
 
-    if seconds <= 0:
-        raise click.BadParameter(f"{seconds!r}: give a duration > 0", param_hint="--seconds")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise click.BadParameter(
+            f"{seconds!r}: give a finite duration > 0 (seconds)", param_hint="--seconds"
+        )
     sim: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if simulated_gpu and location is None:
         location, instance_type = "aws:us-east-1", instance_type or "p5.48xlarge"
@@ -810,6 +813,18 @@ def sync(
 
     if prune_now and keep:
         raise click.UsageError("--prune and --keep contradict each other: give one")
+    if tracking_uri is not None and not tracking_uri.strip():
+        raise click.BadParameter(
+            f"{tracking_uri!r} is blank: give an MLflow tracking URI, or leave it out to send "
+            "each run to the store it was logging to",
+            param_hint="--tracking-uri",
+        )
+    if journal_dir is not None and (not journal_dir.strip() or not os.path.isdir(journal_dir)):
+        raise click.BadParameter(
+            f"{journal_dir!r} is not a folder: give the folder the runs' journals are in "
+            "(the journal_dir setting; default .greenml/journal)",
+            param_hint="--journal-dir",
+        )
 
     if journal_dir is None:
         try:
@@ -968,6 +983,10 @@ def tables_import_prices(
                 "no tables folder: give --tables-dir <folder> (or set tables_dir in "
                 "greenml.toml, or GREENML_TABLES_DIR)"
             )
+        if not tables_dir.strip():
+            raise ConfigError(f"--tables-dir {tables_dir!r} is empty: give a folder")
+        if os.path.exists(tables_dir) and not os.path.isdir(tables_dir):
+            raise ConfigError(f"--tables-dir {tables_dir!r} is a file: give a folder")
         day = None
         if as_of is not None:
             try:

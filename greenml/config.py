@@ -305,14 +305,29 @@ def _toml_settings(folder: Path) -> tuple[dict[str, Any], str]:
         else:  # pragma: no cover - exercised on 3.10 only
             import tomli as tomllib
         try:
-            data: Any = tomllib.loads(f.read_text())
+            data: Any = tomllib.loads(f.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{f}: cannot read it: not UTF-8 text ({e})") from None
         except (tomllib.TOMLDecodeError, OSError) as e:
             raise ConfigError(f"{f}: cannot read it as TOML: {e}") from None
+        where = "[tool.greenml]"
         for part in path:
-            data = data.get(part, {}) if isinstance(data, dict) else {}
+            data = data.get(part, {}) if isinstance(data, dict) else data
+            if not isinstance(data, dict):
+                raise ConfigError(
+                    f"{f}: {'.'.join(path[: path.index(part) + 1])} = {data!r} is not a "
+                    f"table; greenml's settings go in a {where} table (e.g. pue = 1.2)"
+                )
         if data:
             if name == "greenml.toml" and "tool" in data:
-                data = data.get("tool", {}).get("greenml", data)
+                tool = data.get("tool")
+                inner = tool.get("greenml", data) if isinstance(tool, dict) else tool
+                if not isinstance(inner, dict):
+                    raise ConfigError(
+                        f"{f}: tool = {tool!r} is not a table; greenml.toml holds the settings "
+                        f"themselves (pue = 1.2), or a {where} table"
+                    )
+                data = inner
             return dict(data), str(f)
     return {}, ""
 
@@ -343,9 +358,16 @@ def resolve(
     toml, toml_file = _toml_settings(Path(config_dir) if config_dir else Path.cwd())
     bad = set(toml) - _FIELDS
     if bad:
+        import difflib
+
+        named = []
+        for name in sorted(bad):
+            close = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.6)
+            named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        where = " under [tool.greenml]" if toml_file.endswith("pyproject.toml") else ""
         raise ConfigError(
-            f"{toml_file}: unknown setting(s) {sorted(bad)} under [tool.greenml]; valid "
-            f"settings are {sorted(_FIELDS)}"
+            f"{toml_file}: unknown setting {', '.join(named)}{where}; valid settings are "
+            f"{', '.join(NAMES)}"
         )
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -366,10 +388,24 @@ def resolve(
         elif toml.get(key) is not None:
             origins[key] = toml_file
             values[key] = _convert(key, toml[key], toml_file)
-    if values.get("price_usd_per_hour") is not None and values.get("usd_per_kwh") is not None:
-        raise ConfigError(
-            f"price_usd_per_hour={values['price_usd_per_hour']!r} and usd_per_kwh="
-            f"{values['usd_per_kwh']!r} are both set: give the instance's hourly price (cloud) "
-            "or the electricity price (own hardware), not both"
-        )
+    said = voice or Voice(origins=origins)
+    said = Voice(origins=origins, flags=said.flags)
+    for a, b, advice in (
+        (
+            "price_usd_per_hour",
+            "usd_per_kwh",
+            "give the instance's hourly price (cloud) or the electricity price (own "
+            "hardware), not both",
+        ),
+        (
+            "supplier_g_per_kwh",
+            "renewable_share",
+            "give the supplier's emission rate, or the share covered by renewable "
+            "certificates (with residual_mix_g_per_kwh), not both",
+        ),
+    ):
+        if values.get(a) is not None and values.get(b) is not None:
+            raise ConfigError(
+                f"{said.given(a, values[a])} and {said.given(b, values[b])} are both set: {advice}"
+            )
     return Settings(**values, origins=origins)

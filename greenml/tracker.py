@@ -48,7 +48,7 @@ from greenml.assemble import (
     with_durations,
     with_work,
 )
-from greenml.errors import GreenMLError, note_run_site, warn
+from greenml.errors import ConfigError, GreenMLError, note_run_site, warn
 from greenml.factors.resolve import resolve_run_factors
 from greenml.footprint import J_PER_KWH, Footprint
 from greenml.ledger import Ledger
@@ -102,6 +102,15 @@ class Tracker:
         self.run_factors = resolve_run_factors(
             self.settings, environ=environ, voice=self._speech, missing_price="warn"
         )
+        hourly = self.run_factors.hourly
+        if hourly is not None:
+            try:  # a file that does not cover the start cannot weigh the run: say so now
+                hourly.at(time.time())
+            except ConfigError as e:
+                what = self._speech.given(
+                    "hourly_intensity_csv", self.settings.hourly_intensity_csv
+                )
+                raise ConfigError(f"{what}: {e}; give a file that covers the run") from None
         self._wall_start_s: float | None = None
         self._given_meters = meters
         self._clock = clock
@@ -230,35 +239,54 @@ class Tracker:
             )
         self._stopping = True
         self._guard.hold()  # a SIGTERM from here on waits for this stop to finish
+        try:
+            return self._stop(status)
+        finally:
+            # whatever failed above, a SIGTERM held meanwhile is delivered and the user's
+            # handler is back: greenml never swallows a signal
+            self._guard.restore()
+
+    def _stop(self, status: str) -> Footprint:
         with self._lock:
             if self._footprint is not None:
                 return self._footprint
             if self._sampler is None or self._ledger is None or self._start_s is None:
                 raise GreenMLError("stop() called on a Tracker that was never started")
             self._stop_s = self._clock()
-            if self._watcher is not None:
-                self._watcher.stop()
             try:
-                self._sampler.stop(self._stop_s)
-            except Exception:  # pragma: no cover - defensive: keep what was measured
-                logger.warning("greenml: stopping the sampler failed", exc_info=True)
-                self._ledger.close(self._stop_s)
-            self._footprint = self._build(self._stop_s, final=True)
-            if self._recorder is not None:
+                if self._watcher is not None:
+                    self._watcher.stop()
                 try:
-                    stop = self._progress.stop
-                    more = dict(self._tags)
-                    if stop is not None:
-                        more[TAG_BUDGET_STOP] = stop.text()
-                    self._recorder.finish(self._footprint, status, more_tags=more)
-                except Exception:  # the footprint is computed; recording trouble is logged
-                    logger.warning("greenml: recording the run's summary failed", exc_info=True)
+                    self._sampler.stop(self._stop_s)
+                except Exception:  # pragma: no cover - defensive: keep what was measured
+                    logger.warning("greenml: stopping the sampler failed", exc_info=True)
+                    self._ledger.close(self._stop_s)
+                try:
+                    self._footprint = self._build(self._stop_s, final=True)
+                except Exception as e:
+                    # A factor that fails only at the end (an hourly file that stops
+                    # before the run did): keep the measurement, leave out what needs it.
+                    logger.warning("greenml: the run's factors failed at the end", exc_info=True)
                     warn(
-                        "recording the run's summary failed; the footprint is computed "
-                        "(run.footprint) but may be missing from the journal and MLflow"
+                        f"the run's CO2e could not be computed at the end ({e}); its energy is "
+                        "kept and its CO2e left out (flagged factors_failed)"
                     )
-            unwatch_forks(self)
-        self._guard.restore()
+                    self._footprint = self._build(self._stop_s, final=True, plain=True)
+                if self._recorder is not None:
+                    try:
+                        stop = self._progress.stop
+                        more = dict(self._tags)
+                        if stop is not None:
+                            more[TAG_BUDGET_STOP] = stop.text()
+                        self._recorder.finish(self._footprint, status, more_tags=more)
+                    except Exception:  # the footprint is computed; recording trouble is logged
+                        logger.warning("greenml: recording the run's summary failed", exc_info=True)
+                        warn(
+                            "recording the run's summary failed; the footprint is computed "
+                            "(run.footprint) but may be missing from the journal and MLflow"
+                        )
+            finally:
+                unwatch_forks(self)
         return self._footprint
 
     def __repr__(self) -> str:
@@ -571,13 +599,19 @@ class Tracker:
             )
         self._sampler.sample()
 
-    def _build(self, now_s: float, *, final: bool) -> Footprint:
+    def _build(self, now_s: float, *, final: bool, plain: bool = False) -> Footprint:
         """The footprint so far (``final=False``) or at the end: the ledger's usage (plus a
-        resumed job's earlier part) through :func:`greenml.assemble.assemble`."""
+        resumed job's earlier part) through :func:`greenml.assemble.assemble`. ``plain``
+        drops the factors that can fail only at the end (the hourly file, the market
+        inputs): the energy without the CO2e they would give, flagged ``factors_failed``."""
         assert self._ledger is not None and self._start_s is not None
         assert self._wall_start_s is not None
         end = now_s if self._stop_s is None else self._stop_s
         rf = self.run_factors
+        if plain:
+            rf = dataclasses.replace(
+                rf, hourly=None, market={}, flags=(*rf.flags, "factors_failed")
+            )
         # Between two readings only the durations move: the energies are the ledger's
         # last ones, so a snapshot taken at every training step reuses them.
         version = self._ledger.version()

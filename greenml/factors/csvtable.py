@@ -24,10 +24,11 @@ from greenml.errors import ConfigError
 
 
 def read_table(
-    path: str | os.PathLike[str] | None, shipped: str, *, encoding: str = "utf-8"
+    path: str | os.PathLike[str] | None, shipped: str, *, encoding: str = "utf-8-sig"
 ) -> tuple[str, str]:
     """``(label, text)`` of the user's file at ``path``, or of the shipped ``data/<shipped>``
-    when ``path`` is None. ``encoding`` applies to the user's file."""
+    when ``path`` is None. ``encoding`` applies to the user's file (UTF-8, with or without
+    the byte-order mark spreadsheet programs write)."""
     if path is None:
         return f"greenml/factors/data/{shipped}", _shipped_text(shipped)
     label = os.fspath(path)

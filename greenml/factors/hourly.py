@@ -116,7 +116,9 @@ def load_hourly_csv(path: str | Path, *, unit: str = "g/kWh") -> HourlyIntensity
     try:
         text = p.read_text(encoding="utf-8-sig")
     except OSError as e:
-        raise ConfigError(f"hourly intensity file {str(p)!r} cannot be read: {e}") from None
+        raise ConfigError(f"{str(p)!r} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{str(p)!r} cannot be read: not UTF-8 text ({e})") from None
     reader = csv.DictReader(text.splitlines())
     header = reader.fieldnames or []
     tcol = next((c for c in _TIME_COLUMNS if c in header), None)

@@ -172,7 +172,14 @@ def resolve_run_factors(
     elif hourly_intensity_csv is not None:
         from greenml.factors.hourly import load_hourly_csv
 
-        hourly = load_hourly_csv(hourly_intensity_csv)
+        try:
+            hourly = load_hourly_csv(hourly_intensity_csv)
+        except ConfigError as e:
+            raise ConfigError(
+                f"{voice.given('hourly_intensity_csv', hourly_intensity_csv)}: {e}. It should "
+                "be a CSV of hourly grid intensity (a time column such as datetime and an "
+                "intensity column such as carbon_intensity, in gCO2e/kWh)"
+            ) from None
     elif loc is not None:
         grid = _grid_for(loc, t, voice)
 

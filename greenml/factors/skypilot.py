@@ -420,6 +420,14 @@ def _stand_in(o: _Offer) -> bool:
     )
 
 
+def _family_of(name: str) -> str:
+    """``p5`` of p5.48xlarge, ``a3`` of a3-highgpu-8g, ``Standard_ND`` of Azure's ND sizes."""
+    m = re.match(r"(Standard_[A-Z]+)", name)
+    if m:
+        return m.group(1)
+    return re.split(r"[.\-+]", name)[0] if "." in name else re.split(r"[-+]", name)[0]
+
+
 def _span(values: list[float]) -> str:
     return f"{min(values):g}-{max(values):g}"
 
@@ -579,9 +587,17 @@ def import_into(
         source = f"SkyPilot catalog: {source}"
     imported = price_rows(provider, offers, as_of=as_of, source=source, families=families)
     if not imported.rows:
+        if families is not None:
+            everything = price_rows(provider, offers, as_of=as_of, source=source)
+            have = sorted({_family_of(r["instance_type"]) for r in everything.rows})
+            raise ConfigError(
+                f"--family {' --family '.join(families)}: no priced GPU instance of "
+                f"{'that family' if len(list(families)) == 1 else 'those families'} in "
+                f"{os.fspath(catalog)}; its families with a GPU are "
+                f"{', '.join(have) if have else 'none'}"
+            )
         raise ConfigError(
             f"{os.fspath(catalog)}: no priced GPU instance in this {provider} catalog file"
-            + (f" for the families {', '.join(families)}" if families is not None else "")
         )
     os.makedirs(folder, exist_ok=True)  # the catalog parsed: the folder is worth making
     target = os.path.join(folder, "instance_prices.csv")

@@ -124,7 +124,13 @@ def _check_folder(directory: str, voice: Voice) -> None:
             continue
         import difflib
 
-        close = difflib.get_close_matches(name.lower(), sorted(valid), n=1, cutoff=0.6)
+        stem = name.lower().rsplit(".", 1)[0]
+        by_table = {key.replace("_", "-"): file for key, file in FILES.items()}
+        by_table.update({"gcp-carbon": FILES["gcp_carbon"], "grid": ""})
+        if by_table.get(stem):  # named as `greenml tables show` names the table
+            close = [by_table[stem]]
+        else:
+            close = difflib.get_close_matches(name.lower(), sorted(valid), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else "."
         raise ConfigError(
             f"{what}: {name} is not a table greenml reads{hint} The folder may hold only "

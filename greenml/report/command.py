@@ -34,7 +34,47 @@ def _period(
         raise click.UsageError(str(e)) from e
     if lo is None and hi is None:
         return dt.date(today.year, 1, 1), today  # the calendar year to date
+    if lo is not None and hi is not None and lo > hi:
+        raise click.UsageError(f"--since {lo} is after --until {hi}: nothing to report")
     return lo, hi
+
+
+def _check_uri(tracking_uri: str | None) -> None:
+    """A --tracking-uri MLflow can use: not blank, and of a scheme it knows."""
+    if tracking_uri is None:
+        return
+    if not tracking_uri.strip():
+        raise click.BadParameter(
+            f"{tracking_uri!r} is blank: give an MLflow tracking URI (http://host:5000, "
+            "sqlite:///mlflow.db, a folder) or leave it out for MLFLOW_TRACKING_URI",
+            param_hint="--tracking-uri",
+        )
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(tracking_uri).scheme
+    known = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+    if scheme and scheme not in known and not scheme.startswith(("postgresql+", "mysql+")):
+        raise click.BadParameter(
+            f"{tracking_uri!r}: MLflow has no store for the scheme {scheme!r}; use "
+            "http(s)://, sqlite:///, postgresql://, mysql://, databricks or a folder",
+            param_hint="--tracking-uri",
+        )
+
+
+def _check_output(output: str | None) -> None:
+    """An --output whose folder exists (checked before MLflow is asked anything)."""
+    if output is None or output == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(
+            f"{output!r}: the folder {folder} does not exist; create it or write elsewhere",
+            param_hint="--output",
+        )
+    if os.path.isdir(output):
+        raise click.BadParameter(
+            f"{output!r} is a folder; give a file name (report.html)", param_hint="--output"
+        )
 
 
 @click.command("report")
@@ -109,6 +149,8 @@ def report(
     source. With --model-card RUN_ID...: what a model card and the EU AI Act ask for."""
     from greenml.errors import GreenMLError
 
+    _check_uri(tracking_uri)
+    _check_output(output)
     try:
         if model_card:
             if not run_ids:
@@ -138,6 +180,10 @@ def report(
         )
     except GreenMLError as e:
         raise click.ClickException(str(e)) from e
+    except Exception as e:
+        if not type(e).__module__.startswith("mlflow"):
+            raise
+        raise click.ClickException(f"MLflow refused: {e}") from e
 
 
 def _report(

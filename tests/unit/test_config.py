@@ -30,7 +30,8 @@ def test_greenml_toml(tmp_path):
 
 def test_unknown_toml_key_names_the_file_and_valid_keys(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.greenml]\npeu = 1.2\n")
-    with pytest.raises(ConfigError, match=r"pyproject.toml: unknown setting\(s\) \['peu'\]"):
+    said = r"pyproject.toml: unknown setting 'peu' \(did you mean 'pue'\?\)"
+    with pytest.raises(ConfigError, match=said):
         resolve({}, environ={}, config_dir=tmp_path)
 
 
