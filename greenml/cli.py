@@ -858,6 +858,9 @@ def sync(
         elif r.error:
             failed += 1
             click.echo(f"{name}: FAILED after {r.sent} record(s) to {r.tracking_uri}: {r.error}")
+        elif r.refused:
+            failed += 1
+            click.echo(f"{name}: refused: {r.skipped}")
         elif r.skipped:
             click.echo(f"{name}: skipped: {r.skipped}")
         elif r.sent or r.ended_killed:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from typing import Any
@@ -121,6 +122,15 @@ def note_run_site() -> None:
         ]
 
 
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
+
+
+def scrub(text: str) -> str:
+    """``text`` with the user and password of every URL in it replaced by ``***``: MLflow's
+    own errors quote the full request URL, credentials included."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def warn(message: str, category: type[GreenMLWarning] | None = None) -> None:
     """Tell the user ``message`` on stderr, with no logging set up.
 
@@ -133,6 +143,7 @@ def warn(message: str, category: type[GreenMLWarning] | None = None) -> None:
     """
     if not logging.getLogger("greenml").isEnabledFor(logging.WARNING):
         return
+    message = scrub(message)
     category = category or GreenMLWarning
     filters = warnings.filters
     given = _GIVEN.get(id(filters))

@@ -755,9 +755,9 @@ def import_codecarbon(
             raise SinkError(
                 f"the tracking store {shown} does not accept connections; nothing was imported"
             )
-        from mlflow import MlflowClient
+        from greenml.sinks.mlflow import client_for
 
-        client = MlflowClient(tracking_uri=uri)
+        client = client_for(uri)
     store = _Store(client, shown)
     names = {r.run_id: experiment or r.project_name or SOURCE for r in checked.runs}
     store.check_experiments(sorted(set(names.values())))

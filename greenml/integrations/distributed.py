@@ -467,12 +467,10 @@ class JobRun:
         if delivery is None or not delivery.delivered or self._run_id is None:
             return
         try:
-            from mlflow import MlflowClient
-
-            from greenml.sinks.mlflow import absolute_uri, default_tracking_uri
+            from greenml.sinks.mlflow import absolute_uri, client_for, default_tracking_uri
 
             uri = self._uri or self.settings.tracking_uri or default_tracking_uri(self._environ)
-            client = MlflowClient(tracking_uri=absolute_uri(uri))
+            client = client_for(absolute_uri(uri))
             metrics = client.get_run(self._run_id).data.metrics
             totals, hosts = sum_node_metrics(metrics)
             topo_tags = dict(self.topology.tags) if self.topology is not None else {}

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from greenml import schema
-from greenml.errors import ConfigError, SinkError
+from greenml.errors import ConfigError, SinkError, scrub
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +103,7 @@ def load_runs(
     try:
         known = {e.experiment_id: e.name for e in _experiments(client, ViewType)}
     except Exception as e:
-        raise SinkError(f"cannot read the experiments of {redact_uri(uri)}: {e}") from e
+        raise SinkError(f"cannot read the experiments of {redact_uri(uri)}: {scrub(str(e))}") from e
     if experiments:
         by_name = {name: eid for eid, name in known.items()}
         missing = [n for n in experiments if n not in by_name]

@@ -264,12 +264,10 @@ def _terminal_table(s: dict[str, Any]) -> str:
 def _log_report(
     tracking_uri: str | None, path: str, text: str, fmt: str, summary: dict[str, Any]
 ) -> str:
-    from mlflow import MlflowClient
-
     from greenml.report.collect import REPORTS_EXPERIMENT
-    from greenml.sinks.mlflow import absolute_uri, default_tracking_uri
+    from greenml.sinks.mlflow import absolute_uri, client_for, default_tracking_uri
 
-    client = MlflowClient(tracking_uri=absolute_uri(tracking_uri or default_tracking_uri(None)))
+    client = client_for(absolute_uri(tracking_uri or default_tracking_uri(None)))
     exp = client.get_experiment_by_name(REPORTS_EXPERIMENT)
     exp_id = exp.experiment_id if exp is not None else client.create_experiment(REPORTS_EXPERIMENT)
     h = summary["header"]

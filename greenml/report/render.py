@@ -71,7 +71,10 @@ def to_csv(summary: dict[str, Any]) -> str:
     """One row per run (those without greenml data and the simulated ones too, with
     ``included`` false), the figures in the Summary's units (kWh, kg, USD)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180's CRLF rows: the csv module quotes a cell holding any character of the line
+    # terminator, so a run named "a\rb" is quoted as one named "a\nb" is (with "\n" rows a
+    # bare CR went unquoted and split the row in readers)
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for run in summary["runs"]:
         writer.writerow([safe_cell(run.get(c)) for c in CSV_COLUMNS])

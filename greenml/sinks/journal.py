@@ -55,6 +55,8 @@ class Journal:
         self._seq = 0
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._file = os.fdopen(fd, "a", encoding="utf-8")
+        if _torn(self.path):  # a crash left half a line: what follows starts a line of its own
+            self._file.write("\n")
 
     def disown(self) -> None:
         """In a process forked from the journal's writer: point the inherited file at
@@ -204,6 +206,19 @@ def read(path: str | os.PathLike[str]) -> JournalContents:
             else:
                 out.bad_lines.append((number, f"not a journal record: {line.strip()[:60]!r}"))
     return out
+
+
+def _torn(path: Path) -> bool:
+    """Whether the file's last byte is not a newline (a write cut short by a crash)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 def private_folder(folder: Path) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from greenml.errors import ConfigError, SinkError
+from greenml.errors import ConfigError, SinkError, scrub
 from greenml.schema import (
     METRIC_DURATION_S,
     TAG_BLOCKS,
@@ -63,6 +63,20 @@ def is_rejection(e: BaseException) -> bool:
 # -- tracking URIs ----------------------------------------------------------------------
 
 _SECRET_QUERY = re.compile(r"(?i)(token|password|passwd|secret|key|sig|signature|auth)")
+
+
+def client_for(uri: str) -> Any:
+    """An MlflowClient for ``uri``. MLflow prints a "View run" link with the store's URL
+    when a run ends, credentials included: for a URI that carries some, that print is
+    switched off on this client (the user's own clients are left alone)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    if redact_uri(uri) != uri:
+        inner = getattr(client, "_tracking_client", None)
+        if inner is not None and hasattr(inner, "_log_url"):
+            inner._log_url = lambda run_id: None
+    return client
 
 
 def redact_uri(uri: str) -> str:
@@ -177,13 +191,11 @@ class MlflowTarget:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlflow import MlflowClient
-
             try:
-                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+                self._client = client_for(self.tracking_uri)
             except Exception as e:
                 uri = redact_uri(self.tracking_uri)
-                raise SinkError(f"cannot use tracking URI {uri}: {e}") from e
+                raise SinkError(f"cannot use tracking URI {uri}: {scrub(str(e))}") from e
         return self._client
 
     @property

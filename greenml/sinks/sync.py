@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from greenml.errors import scrub
 from greenml.schema import Block
 from greenml.sinks import journal as jr
 from greenml.sinks.directory import DirectoryTarget
@@ -48,6 +49,7 @@ class SyncResult:
     skipped: str | None = None  # why nothing was done
     error: str | None = None
     unreachable: bool = False  # the store did not accept a connection: nothing was tried
+    refused: bool = False  # not a journal sync can read: left as it was, sync fails
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # params the run already had, kept
     folder: str | None = None  # the directory sink's folder, if records were written there
@@ -90,7 +92,11 @@ def sync_file(
     start = contents.start
     result.already = sum(1 for r in contents.records if r["seq"] in contents.sent)
     if start is None:
-        result.skipped = "no start record (not a greenml journal, or its first line is lost)"
+        result.refused = True
+        result.skipped = (
+            "no start record (not a greenml journal, or its first line is lost): nothing "
+            "can be sent from it; it is left as it was"
+        )
         return result
     _fill_folder(contents, result)
     if not start.get("mlflow", True) and not include_local:
@@ -158,7 +164,7 @@ def sync_file(
             journal.append({"t": "end", "status": "KILLED", "by": "sync", "ts": last})
             result.ended_killed = True
     except Exception as e:
-        result.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        result.error = scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
     finally:
         journal.close()
     return result
@@ -194,7 +200,7 @@ def _fill_folder(contents: jr.JournalContents, result: SyncResult) -> None:
         if contents.end is None and contents.summary is None:
             target.end("KILLED")
     except Exception as e:
-        result.folder_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        result.folder_error = scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
     finally:
         journal.mark_sent(sent, name)
         journal.close()
