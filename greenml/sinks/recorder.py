@@ -63,8 +63,10 @@ class _Lane:
         self.pending: list[dict[str, Any]] = []  # guarded by the recorder's _pending_lock
         self.retry: set[int] = set()  # seqs whose send failed midway: replay with dedupe
         self.down = False  # warned about the target being away, not yet back
+        self.down_since = 0.0  # when (monotonic) it went away
         self.run_known = False
         self.tried_run = False  # an attempt to create the target's run was made
+        self.refused = 0  # records the target refused (they stay unsent in the journal)
         self.wake = threading.Event()  # something new to send
         self.send_lock = threading.Lock()  # one delivery at a time
         self.thread: threading.Thread | None = None
@@ -359,6 +361,13 @@ class Recorder:
                     f"not in {t.label} ({t.uri}); they are safe in the journal {self.where}: "
                     "run `greenml sync` to send them"
                 )
+            elif lane.refused and lane not in lingering:
+                t = lane.target
+                warn(
+                    f"{lane.refused} record(s) of this run were refused by {t.label} "
+                    f"({t.uri}); they are safe in the journal {self.where}: run `greenml "
+                    "sync` to send them (to a new run, if the store lost this one)"
+                )
         if not lingering:  # else a sender may still deliver: the journal stays open for it
             self.journal.close()
 
@@ -371,7 +380,7 @@ class Recorder:
             return Delivery(None, None, None, delivered=False, journal=self.journal_file)
         t = lane.target
         with self._pending_lock:
-            delivered = lane.run_known and not lane.pending
+            delivered = lane.run_known and not lane.pending and not lane.refused
         return Delivery(
             uri=t.uri,
             run_id=t.run_id,
@@ -427,6 +436,7 @@ class Recorder:
                             f"{target.label} refused a record of this run "
                             f"({str(e).splitlines()[0]}); it stays in the journal {self.where}"
                         )
+                        lane.refused += 1
                         notes = None
                     else:
                         lane.retry.discard(rec["seq"])
@@ -443,7 +453,17 @@ class Recorder:
             finally:
                 self.journal.mark_sent(sent, target.name)
             if lane.down:
-                warn(f"{target.where} is back; the waiting records were sent")
+                away = time.monotonic() - lane.down_since
+                if sent:
+                    warn(
+                        f"{target.where} is back after {away:.1f} s; the waiting records were sent"
+                    )
+                else:
+                    warn(
+                        f"{target.where} answers again, but took none of the waiting "
+                        f"records; they stay in the journal {self.where}: run `greenml "
+                        "sync` to send them"
+                    )
                 lane.down = False
 
     def _went_down(self, lane: _Lane, why: str) -> None:
@@ -454,6 +474,7 @@ class Recorder:
                 "run `greenml sync`."
             )
             lane.down = True
+            lane.down_since = time.monotonic()
 
     # -- timeseries.csv ---------------------------------------------------------------
 

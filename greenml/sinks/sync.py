@@ -146,6 +146,15 @@ def sync_file(
         known = target.run_id
         placed = target.ensure_run(start, block=recorded)
         run_id = result.run_id = target.run_id
+        if known is not None and run_id != known:
+            # The journal's run is not in this store (it was restarted empty, or this is
+            # another store): what was sent went to a run that is gone. Everything goes
+            # to the new one (sent with dedupe: nothing is doubled).
+            unsent = list(contents.records)
+            result.notes.append(
+                f"run {known} is not in {result.tracking_uri}: all {len(unsent)} record(s) "
+                f"are sent to run {run_id}"
+            )
         if run_id != known or recorded is None:
             # on disk before anything is sent, so a later replay places the records alike
             journal.append({"t": "run", "target": target.name, **placed, "by": "sync"})
