@@ -40,6 +40,10 @@ _MIN_RATE_SPAN_S = 0.01
 # is flagged: no device draws nothing while powered.
 _ZERO_FOREVER_S = 1.5
 _ZERO_FOREVER_READINGS = 3
+# A counter jump is more energy than the device can draw in this long (or in the segment,
+# if longer): a refresh stamped a few ms after the last one (the sampler held up) can show
+# a rate far above the board's limit without anything being wrong.
+_JUMP_SPAN_S = 1.0
 # A power reading this low does not show a device at work.
 _IDLE_FLOOR_W = 1.0
 # A counter segment whose rate is below this share of the power read at both of its ends
@@ -390,7 +394,7 @@ class Ledger:
             return  # no newer information
         de = e - st.last_e
         dt = t - st.last_t
-        if de < 0 or de / dt > power_ceiling_w(st.channel):
+        if de < 0 or de > power_ceiling_w(st.channel) * max(dt, _JUMP_SPAN_S):
             # A meter unwraps wraparound: a counter that went back was reset (a driver
             # reload); one that jumped beyond what the device can draw answered garbage.
             # Either way the segment's energy is unknown: bridge it with the power on both

@@ -37,6 +37,8 @@ class SigtermGuard:
         self._holding = False
         self._done = False
         self._pending: int | None = None  # a signal that arrived while a stop ran
+        self._int_previous: Any = None  # SIGINT's handler while a stop holds it
+        self._int_pending = False
 
     def install(self) -> None:
         self._pid = os.getpid()
@@ -49,8 +51,21 @@ class SigtermGuard:
         self._previous, self._installed = previous, True
 
     def hold(self) -> None:
-        """A stop is running in this process: a SIGTERM from now on waits for it."""
+        """A stop is running in this process: a SIGTERM from now on waits for it, and so
+        does a Ctrl-C (SIGINT) when the stop runs in the main thread, so that the run's
+        summary is recorded before the KeyboardInterrupt goes on to the user."""
         self._holding = True
+        if threading.current_thread() is threading.main_thread() and self._int_previous is None:
+            try:
+                previous = signal.getsignal(signal.SIGINT)
+                if callable(previous):
+                    signal.signal(signal.SIGINT, self._hold_int)
+                    self._int_previous = previous
+            except (ValueError, OSError):  # pragma: no cover - no signals here
+                pass
+
+    def _hold_int(self, signum: int, frame: Any) -> None:
+        self._int_pending = True
 
     def restore(self) -> None:
         """Put the previous handler back (from the main thread); then deliver a SIGTERM
@@ -60,9 +75,16 @@ class SigtermGuard:
             if signal.getsignal(signal.SIGTERM) == self._handle:
                 signal.signal(signal.SIGTERM, self._previous)
             self._installed = False
+        int_previous, self._int_previous = self._int_previous, None
+        main = threading.current_thread() is threading.main_thread()
+        if int_previous is not None and main and signal.getsignal(signal.SIGINT) == self._hold_int:
+            signal.signal(signal.SIGINT, int_previous)
         if self._pending is not None:
             signum, self._pending = self._pending, None
             self._forward(signum, None)
+        if self._int_pending and int_previous is not None:
+            self._int_pending = False
+            int_previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
 
     def forget(self) -> bool:
         """In a forked child: put the previous handler back if ours is the current one,

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 import typing
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -208,6 +209,7 @@ class Tracker:
                 self._watcher = Watcher(self._progress, self._figures_now, self._sampler.poke)
                 self._watcher.start()
             watch_forks(self)
+            _running_at_exit(self)
         self._guard.install()
         return self
 
@@ -287,6 +289,7 @@ class Tracker:
                         )
             finally:
                 unwatch_forks(self)
+                _RUNNING.discard(self)
         return self._footprint
 
     def __repr__(self) -> str:
@@ -699,3 +702,44 @@ def track(func: F | None = None, /, **kwargs: Any) -> Tracker | F:
             f"positional argument {func!r}"
         )
     return Tracker(**kwargs)(func)
+
+
+#: Runs started and not yet stopped in this process: stopped at interpreter exit.
+_RUNNING: weakref.WeakSet[Tracker] = weakref.WeakSet()
+_EXIT_HOOK: list[bool] = []
+
+
+def _running_at_exit(run: Tracker) -> None:
+    _RUNNING.add(run)
+    if not _EXIT_HOOK:
+        import atexit
+
+        atexit.register(_stop_at_exit)
+        _EXIT_HOOK.append(True)
+
+
+def _stop_at_exit() -> None:
+    """At interpreter exit, stop the runs the script never stopped (``Tracker().start()``
+    without ``stop()``, a ``track()`` entered by hand), so each is recorded with its
+    summary: FINISHED after a normal exit, FAILED (KILLED for Ctrl-C) after an uncaught
+    exception."""
+    import sys
+
+    last = getattr(sys, "last_value", None)  # the uncaught exception that ended the script
+    if isinstance(last, KeyboardInterrupt):
+        status = "KILLED"
+    elif last is not None and not (isinstance(last, SystemExit) and last.code in (0, None)):
+        status = "FAILED"
+    else:
+        status = "FINISHED"
+    for run in list(_RUNNING):
+        if run._pid != os.getpid():
+            continue  # a forked child's copy: the parent's run
+        try:
+            warn(
+                "a greenml run was still measuring when the script ended: stopped at exit "
+                f"and recorded as {status} (stop it yourself, or use `with greenml.track()`)"
+            )
+            run.stop(status)
+        except Exception:  # the process is ending: never turn that into a failure
+            logger.warning("greenml: stopping a run at exit failed", exc_info=True)
