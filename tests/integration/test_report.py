@@ -324,7 +324,7 @@ def test_the_command_writes_the_report_and_says_what_is_wrong(store, tmp_path):
     assert "5 run(s) in the totals" in result.output
     for bad, message, code in (
         (["--since", "2026-02-30"], "--since '2026-02-30' is not a date", 2),
-        (["--since", "2026-05-01", "--until", "2026-01-01"], "is after --until", 1),
+        (["--since", "2026-05-01", "--until", "2026-01-01"], "is after --until", 2),
         (["--experiment", "gpt"], "no experiment named 'gpt'", 1),
         (["--group-by", "colour"], "use one of experiment, month", 2),
         (["--year", "2026", "--since", "2026-01-01"], "not both", 2),
