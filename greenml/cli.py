@@ -813,12 +813,14 @@ def sync(
 
     if prune_now and keep:
         raise click.UsageError("--prune and --keep contradict each other: give one")
-    if tracking_uri is not None and not tracking_uri.strip():
-        raise click.BadParameter(
-            f"{tracking_uri!r} is blank: give an MLflow tracking URI, or leave it out to send "
-            "each run to the store it was logging to",
-            param_hint="--tracking-uri",
+    if tracking_uri is not None:
+        from greenml.sinks.mlflow import tracking_uri_problem
+
+        problem = tracking_uri_problem(
+            tracking_uri, "to send each run to the store it was logging to"
         )
+        if problem is not None:
+            raise click.BadParameter(problem, param_hint="--tracking-uri")
     if journal_dir is not None and (not journal_dir.strip() or not os.path.isdir(journal_dir)):
         raise click.BadParameter(
             f"{journal_dir!r} is not a folder: give the folder the runs' journals are in "

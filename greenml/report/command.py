@@ -41,24 +41,13 @@ def _period(
 
 def _check_uri(tracking_uri: str | None) -> None:
     """A --tracking-uri MLflow can use: not blank, and of a scheme it knows."""
+    from greenml.sinks.mlflow import tracking_uri_problem
+
     if tracking_uri is None:
         return
-    if not tracking_uri.strip():
-        raise click.BadParameter(
-            f"{tracking_uri!r} is blank: give an MLflow tracking URI (http://host:5000, "
-            "sqlite:///mlflow.db, a folder) or leave it out for MLFLOW_TRACKING_URI",
-            param_hint="--tracking-uri",
-        )
-    from urllib.parse import urlsplit
-
-    scheme = urlsplit(tracking_uri).scheme
-    known = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
-    if scheme and scheme not in known and not scheme.startswith(("postgresql+", "mysql+")):
-        raise click.BadParameter(
-            f"{tracking_uri!r}: MLflow has no store for the scheme {scheme!r}; use "
-            "http(s)://, sqlite:///, postgresql://, mysql://, databricks or a folder",
-            param_hint="--tracking-uri",
-        )
+    problem = tracking_uri_problem(tracking_uri, "for MLFLOW_TRACKING_URI")
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--tracking-uri")
 
 
 def _check_output(output: str | None) -> None:

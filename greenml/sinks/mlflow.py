@@ -65,6 +65,30 @@ def is_rejection(e: BaseException) -> bool:
 _SECRET_QUERY = re.compile(r"(?i)(token|password|passwd|secret|key|sig|signature|auth)")
 
 
+def tracking_uri_problem(uri: str, default: str) -> str | None:
+    """Why MLflow cannot use ``uri`` (blank, or a scheme it has no store for), or None.
+    ``default`` says what leaving it out does, for the message."""
+    if not uri.strip():
+        return (
+            f"{uri!r} is blank: give an MLflow tracking URI (http://host:5000, "
+            f"sqlite:///mlflow.db, a folder), or leave it out {default}"
+        )
+    scheme = urlsplit(uri).scheme
+    known = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+    drive = len(scheme) == 1  # C:\\runs on Windows: a folder
+    if (
+        scheme
+        and not drive
+        and scheme not in known
+        and not scheme.startswith(("postgresql+", "mysql+"))
+    ):
+        return (
+            f"{redact_uri(uri)!r}: MLflow has no store for the scheme {scheme!r}; use "
+            "http(s)://, sqlite:///, postgresql://, mysql://, databricks or a folder"
+        )
+    return None
+
+
 def client_for(uri: str) -> Any:
     """An MlflowClient for ``uri``. MLflow prints a "View run" link with the store's URL
     when a run ends, credentials included: for a URI that carries some, that print is
