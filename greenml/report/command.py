@@ -119,27 +119,18 @@ def _check_output(output: str | None) -> None:
 )
 def report(
     run_ids: tuple[str, ...],
-    tracking_uri: str | None,
-    experiments: tuple[str, ...],
-    since: str | None,
-    until: str | None,
-    year: int | None,
-    group_by: str,
-    fmt: str,
-    output: str | None,
-    organisation: str | None,
-    include_simulated: bool,
-    log_to_mlflow: bool,
     model_card: bool,
     training_type: str | None,
+    **options: Any,
 ) -> None:
     """The ESG summary of the MLflow runs of a period: totals, ESRS E1-5 energy by source,
     dual-reported Scope 2 / Scope 3 emissions, breakdowns, data quality and every factor's
     source. With --model-card RUN_ID...: what a model card and the EU AI Act ask for."""
-    from greenml.errors import GreenMLError
+    from greenml.errors import GreenMLError, scrub
 
+    tracking_uri = options["tracking_uri"]
     _check_uri(tracking_uri)
-    _check_output(output)
+    _check_output(options["output"])
     try:
         if model_card:
             if not run_ids:
@@ -154,28 +145,18 @@ def report(
             raise click.UsageError(
                 f"unexpected argument(s) {' '.join(run_ids)}: run ids go with --model-card"
             )
-        _report(
-            tracking_uri,
-            experiments,
-            since,
-            until,
-            year,
-            group_by,
-            fmt,
-            output,
-            organisation,
-            include_simulated,
-            log_to_mlflow,
-        )
+        _report(**options)
     except GreenMLError as e:
         raise click.ClickException(str(e)) from e
     except Exception as e:
         if not type(e).__module__.startswith("mlflow"):
             raise
-        raise click.ClickException(f"MLflow refused: {e}") from e
+        # MLflow's texts quote the request URL, credentials included
+        raise click.ClickException(f"MLflow refused: {scrub(str(e))}") from e
 
 
 def _report(
+    *,
     tracking_uri: str | None,
     experiments: tuple[str, ...],
     since: str | None,

@@ -804,3 +804,24 @@ def test_sync_exits_non_zero_on_an_unparseable_journal(kind, tmp_path):
     (folder / "not-a-journal.jsonl").write_bytes(UNPARSEABLE[kind](seed))
     out = _sync(folder)
     assert out.returncode != 0, f"seed {seed}: exit {out.returncode}; {out.stdout}"
+
+
+def test_an_mlflow_error_escaping_the_report_is_scrubbed(monkeypatch, tmp_path):
+    # MLflow's exceptions quote the request URL: one that reaches the report command's own
+    # handler must not print its user and password
+    from click.testing import CliRunner
+    from mlflow.exceptions import MlflowException
+
+    import greenml.report.collect as collect
+    from greenml.cli import main
+
+    def refuse(*args, **kwargs):
+        raise MlflowException(
+            "API request to http://usr-FROBOZZ-7:pw-s3cr3t-PLUGH@127.0.0.1:1/api failed"
+        )
+
+    monkeypatch.setattr(collect, "load_runs", refuse)
+    out = CliRunner().invoke(main, ["report", "-o", str(tmp_path / "r.html")])
+    assert out.exit_code == 1, out.output
+    assert "MLflow refused: API request to http://***@127.0.0.1:1/api" in out.output
+    assert "FROBOZZ" not in out.output and "PLUGH" not in out.output
