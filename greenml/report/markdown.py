@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -197,6 +198,31 @@ _METHODS = {
 _NUM, _ID = "num", "id"
 
 
+Cell = Callable[[Mapping[str, Any]], str]
+
+
+def _field(key: str, fmt: Callable[[Any], str] = _text) -> Cell:
+    """A cell: ``fmt`` of the item's ``key``."""
+    return lambda item: fmt(item.get(key))
+
+
+def _priced(key: str) -> Cell:
+    """A cost cell: USD, or "n/a (no price)"."""
+    return lambda item: usd(item.get(key), na=NO_PRICE)
+
+
+def _records(
+    spec: Sequence[tuple[Column, Cell]], items: Iterable[Mapping[str, Any]], **table: Any
+) -> Table:
+    """A table of ``items``, one row each: ``spec`` pairs each column with its cell, so
+    a column and what fills it are written once, side by side."""
+    return Table(
+        tuple(c for c, _ in spec),
+        tuple(tuple(cell(item) for _, cell in spec) for item in items),
+        **table,
+    )
+
+
 def document(summary: dict[str, Any]) -> Document:
     """The report's content, in order: header, totals, ESRS E1-5, ESRS E1-6 / Scope 2,
     factor basis, breakdowns, top runs, data quality, what-if, sources, the run table."""
@@ -329,17 +355,14 @@ def _energy(s: dict[str, Any], names: dict[Any, Any]) -> Section:
         rows,
         total=("Total energy consumption", number(total), "100%" if total else NA),
     )
-    mix = Table(
-        (Column("Zone"), Column("Mix of"), Column("Year", _NUM), Column("Source")),
-        tuple(
-            (
-                _text(m.get("zone")),
-                _text(m.get("mix_of")),
-                _text(m.get("year")),
-                _text(m.get("source")),
-            )
-            for m in e.get("mix_sources") or []
+    mix = _records(
+        (
+            (Column("Zone"), _field("zone")),
+            (Column("Mix of"), _field("mix_of")),
+            (Column("Year", _NUM), _field("year")),
+            (Column("Source"), _field("source")),
         ),
+        e.get("mix_sources") or [],
         empty="No grid mix data was used.",
     )
     blocks: list[Block] = [
@@ -376,16 +399,13 @@ def _instruments(instruments: list[dict[str, Any]], names: dict[Any, Any]) -> Ta
         ("co2e_market_t", Column("Market-based (tCO2e)", _NUM), number),
     )
     present = [k for k in known if any(k[0] in i for i in instruments)]
-    return Table(
-        (Column("Run"), Column("Run ID", _ID), *(c for _, c, _ in present)),
-        tuple(
-            (
-                _text(names.get(i.get("run_id"))),
-                _text(i.get("run_id")),
-                *(fmt(i.get(key)) for key, _, fmt in present),
-            )
-            for i in instruments
+    return _records(
+        (
+            (Column("Run"), lambda i: _text(names.get(i.get("run_id")))),
+            (Column("Run ID", _ID), _field("run_id")),
+            *((column, _field(key, fmt)) for key, column, fmt in present),
         ),
+        instruments,
         empty="No run declared contractual instruments (supplier rate, PPAs, RECs, guarantees "
         "of origin): the market-based figures equal the location-based ones.",
     )
@@ -393,33 +413,17 @@ def _instruments(instruments: list[dict[str, Any]], names: dict[Any, Any]) -> Ta
 
 def _emissions(s: dict[str, Any]) -> Section:
     t = s.get("totals") or {}
-    rows = tuple(
-        (
-            _text(sc.get("label") or sc.get("scope")),
-            count(sc.get("runs")),
-            number(sc.get("energy_mwh")),
-            number(sc.get("co2e_t")),
-            number(sc.get("co2e_market_t")),
-        )
-        for sc in s.get("scopes") or []
+    figures = (
+        (Column("Runs", _NUM), _field("runs", count)),
+        (Column("Energy (MWh)", _NUM), _field("energy_mwh", number)),
+        (Column("Location-based (tCO2e)", _NUM), _field("co2e_t", number)),
+        (Column("Market-based (tCO2e)", _NUM), _field("co2e_market_t", number)),
     )
-    table = Table(
-        (
-            Column("Scope"),
-            Column("Runs", _NUM),
-            Column("Energy (MWh)", _NUM),
-            Column("Location-based (tCO2e)", _NUM),
-            Column("Market-based (tCO2e)", _NUM),
-        ),
-        rows,
+    table = _records(
+        ((Column("Scope"), lambda sc: _text(sc.get("label") or sc.get("scope"))), *figures),
+        s.get("scopes") or [],
         empty="No run in the totals.",
-        total=(
-            "Total",
-            count(t.get("runs")),
-            number(t.get("energy_mwh")),
-            number(t.get("co2e_t")),
-            number(t.get("co2e_market_t")),
-        ),
+        total=("Total", *(cell(t) for _, cell in figures)),
     )
     intro = Paragraph(
         "Gross emissions in tCO2e, location-based and market-based side by side (GHG Protocol "
@@ -435,12 +439,13 @@ def _emissions(s: dict[str, Any]) -> Section:
 
 
 def _basis(s: dict[str, Any]) -> Section:
-    table = Table(
-        (Column("Basis"), Column("Runs", _NUM), Column("Location-based (tCO2e)", _NUM)),
-        tuple(
-            (_text(b.get("label") or b.get("basis")), count(b.get("runs")), number(b.get("co2e_t")))
-            for b in s.get("basis") or []
+    table = _records(
+        (
+            (Column("Basis"), lambda b: _text(b.get("label") or b.get("basis"))),
+            (Column("Runs", _NUM), _field("runs", count)),
+            (Column("Location-based (tCO2e)", _NUM), _field("co2e_t", number)),
         ),
+        s.get("basis") or [],
         empty="No run in the totals.",
     )
     blocks: list[Block] = [table]
@@ -451,49 +456,29 @@ def _basis(s: dict[str, Any]) -> Section:
 
 def _breakdown(s: dict[str, Any]) -> Section:
     word = group_word(str((s.get("header") or {}).get("group_by") or "experiment"))
-    groups = Table(
+    groups = _records(
         (
-            Column(word[0].upper() + word[1:]),
-            Column("Runs", _NUM),
-            Column("GPU-hours", _NUM),
-            Column("Energy (MWh)", _NUM),
-            Column("Location-based (tCO2e)", _NUM),
-            Column("Market-based (tCO2e)", _NUM),
-            Column("Cost (USD)", _NUM),
+            (Column(word[0].upper() + word[1:]), _field("group")),
+            (Column("Runs", _NUM), _field("runs", count)),
+            (Column("GPU-hours", _NUM), _field("gpu_hours", number)),
+            (Column("Energy (MWh)", _NUM), _field("energy_mwh", number)),
+            (Column("Location-based (tCO2e)", _NUM), _field("co2e_t", number)),
+            (Column("Market-based (tCO2e)", _NUM), _field("co2e_market_t", number)),
+            (Column("Cost (USD)", _NUM), _priced("cost_usd")),
         ),
-        tuple(
-            (
-                _text(g.get("group")),
-                count(g.get("runs")),
-                number(g.get("gpu_hours")),
-                number(g.get("energy_mwh")),
-                number(g.get("co2e_t")),
-                number(g.get("co2e_market_t")),
-                usd(g.get("cost_usd"), na=NO_PRICE),
-            )
-            for g in s.get("groups") or []
-        ),
+        s.get("groups") or [],
         empty="No run in the totals.",
     )
     months = s.get("months") or []
-    by_month = Table(
+    by_month = _records(
         (
-            Column("Month"),
-            Column("Runs", _NUM),
-            Column("Energy (MWh)", _NUM),
-            Column("Location-based (tCO2e)", _NUM),
-            Column("Cost (USD)", _NUM),
+            (Column("Month"), _field("month")),
+            (Column("Runs", _NUM), _field("runs", count)),
+            (Column("Energy (MWh)", _NUM), _field("energy_mwh", number)),
+            (Column("Location-based (tCO2e)", _NUM), _field("co2e_t", number)),
+            (Column("Cost (USD)", _NUM), _priced("cost_usd")),
         ),
-        tuple(
-            (
-                _text(m.get("month")),
-                count(m.get("runs")),
-                number(m.get("energy_mwh")),
-                number(m.get("co2e_t")),
-                usd(m.get("cost_usd"), na=NO_PRICE),
-            )
-            for m in months
-        ),
+        months,
         empty="No run in the totals.",
     )
     return Section(
@@ -617,12 +602,13 @@ def _quality(s: dict[str, Any], ref: Any) -> Section:
             for r in q.get("incomplete") or []
         ),
     )
-    without = Table(
-        (Column("Run"), Column("Run ID", _ID), Column("Experiment")),
-        tuple(
-            (_text(r.get("run_name")), _text(r.get("run_id")), _text(r.get("experiment")))
-            for r in q.get("without_greenml") or []
+    without = _records(
+        (
+            (Column("Run"), _field("run_name")),
+            (Column("Run ID", _ID), _field("run_id")),
+            (Column("Experiment"), _field("experiment")),
         ),
+        q.get("without_greenml") or [],
     )
     simulated = q.get("simulated") or []
     n_sim = len(simulated)
