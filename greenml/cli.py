@@ -639,16 +639,13 @@ def _energy_text(est: Estimate, where: list[Any]) -> list[str]:
 def _where_sold(
     base: Estimate, gpu: str | None, pricing: str, tables_dir: str | None, voice: Voice
 ) -> list[Any]:
-    from greenml.factors.hardware import find_gpu, gpu_family, normalise_name
     from greenml.factors.tables import tables as make_tables
     from greenml.options import options
 
     assert gpu is not None and base.hardware is not None
     t = make_tables(tables_dir, voice=voice)
-    board = find_gpu(gpu, table=t.gpus(), voice=voice)
     return options(
-        board,
-        family_only=normalise_name(gpu) == gpu_family(board.model),
+        gpu,
         count=base.hardware.gpu_count,
         hours=base.hours,
         it_energy_kwh=base.it_energy_kwh,
@@ -656,6 +653,7 @@ def _where_sold(
         tables_dir=tables_dir,
         gpus=t.gpus(),
         rows=t.prices(),
+        voice=voice,
     )
 
 

@@ -622,15 +622,11 @@ def _region_instance(
 ) -> tuple[InstancePrice | None, str]:
     """The cheapest instance of ``provider`` in ``region`` carrying ``count`` x ``gpu``, and
     a note saying so; or None and the reason (with the regions where it is sold)."""
-    from greenml.factors.hardware import find_gpu, gpu_family, normalise_name
-    from greenml.options import cheapest, matches
+    from greenml.factors.hardware import gpu_family
+    from greenml.options import cheapest, named
 
-    gpus = t.gpus()
-    board = find_gpu(gpu, table=gpus, voice=voice)
-    family_only = normalise_name(gpu) == gpu_family(board.model)
-    test = matches(board, family_only, gpus)
-    rows = t.prices()
-    found = cheapest(rows, test, count, pricing=pricing, providers=[provider])
+    board, family_only, test = named(gpu, t.gpus(), voice)
+    found = cheapest(t.prices(), test, count, pricing=pricing, providers=[provider])
     what = f"{board.model}" if not family_only else gpu_family(board.model).upper()
     if (provider, region) in found:
         row, n = found[(provider, region)]
@@ -787,12 +783,10 @@ def sold_in(
     voice: Voice = PYTHON,
 ) -> list[str]:
     """``provider:region`` of every region where an instance carries ``gpu``."""
-    from greenml.factors.hardware import find_gpu, gpu_family, normalise_name
     from greenml.factors.tables import tables
-    from greenml.options import cheapest, matches
+    from greenml.options import cheapest, named
 
     t = tables(tables_dir, voice=voice)
-    board = find_gpu(gpu, table=t.gpus(), voice=voice)
-    test = matches(board, normalise_name(gpu) == gpu_family(board.model), t.gpus())
+    _, _, test = named(gpu, t.gpus(), voice)
     found = cheapest(t.prices(), test, count, pricing=pricing, providers=providers)
     return [f"{p}:{r}" for p, r in sorted(found)]

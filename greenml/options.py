@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from greenml.config import PYTHON, Voice
 from greenml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -109,6 +110,17 @@ def matches(board: GpuSpec, family_only: bool, gpus: Sequence[GpuSpec]) -> Any:
     return test
 
 
+def named(gpu: str, gpus: Sequence[GpuSpec], voice: Voice = PYTHON) -> tuple[GpuSpec, bool, Any]:
+    """The board ``gpu`` names, whether it was a bare family name (``A100``), and the test
+    of a price row's ``gpu_model`` for it (:func:`matches`). An unknown name is a
+    ConfigError naming it."""
+    from greenml.factors.hardware import find_gpu, gpu_family, normalise_name
+
+    board = find_gpu(gpu, table=gpus, voice=voice)
+    family_only = normalise_name(gpu) == gpu_family(board.model)
+    return board, family_only, matches(board, family_only, gpus)
+
+
 def _alike(a: GpuSpec, b: GpuSpec) -> bool:
     return (a.tdp_w, a.bf16_dense_tflops, a.fp16_dense_tflops, a.fp8_dense_tflops) == (
         b.tdp_w,
@@ -153,9 +165,8 @@ def cheapest(
 
 
 def options(
-    board: GpuSpec,
+    gpu: str,
     *,
-    family_only: bool,
     count: int,
     hours: float,
     it_energy_kwh: float,
@@ -166,12 +177,14 @@ def options(
     providers: Iterable[str] | None = None,
     places: Iterable[tuple[str, str]] | None = None,
     environ: Mapping[str, str] | None = None,
+    voice: Voice = PYTHON,
 ) -> list[Option]:
-    """Every region's option (see the module docstring), cheapest first."""
+    """Every region's option for ``count`` x the board ``gpu`` names (see the module
+    docstring), cheapest first."""
     from greenml.config import Settings
     from greenml.factors.resolve import resolve_run_factors
 
-    test = matches(board, family_only, gpus)
+    _, _, test = named(gpu, gpus, voice)
     found = cheapest(rows, test, count, pricing=pricing, providers=providers, places=places)
     out = []
     for (provider, region), (row, n) in found.items():
