@@ -272,14 +272,14 @@ def closest_names(instance_type: str, rows: Sequence[InstancePrice], region: str
         if close:
             where = f" in {region}" if region is not None and pool is pools[0] else ""
             return f"did you mean {', '.join(keyed[c] for c in close)}{where}?"
-    families = sorted({_family(p.provider, p.instance_type) for p in rows})
+    families = sorted({instance_family(p.provider, p.instance_type) for p in rows})
     return (
         f"the price table has {len(pools[-1])} such instance types, in the families "
         f"{', '.join(families)}."
     )
 
 
-def _family(provider: str, name: str) -> str:
+def instance_family(provider: str, name: str) -> str:
     """``p5`` for p5.48xlarge, ``a3`` for a3-highgpu-8g, ``Standard_ND`` for Azure's ND
     sizes."""
     if provider == "azure":

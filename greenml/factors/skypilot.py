@@ -420,14 +420,6 @@ def _stand_in(o: _Offer) -> bool:
     )
 
 
-def _family_of(name: str) -> str:
-    """``p5`` of p5.48xlarge, ``a3`` of a3-highgpu-8g, ``Standard_ND`` of Azure's ND sizes."""
-    m = re.match(r"(Standard_[A-Z]+)", name)
-    if m:
-        return m.group(1)
-    return re.split(r"[.\-+]", name)[0] if "." in name else re.split(r"[-+]", name)[0]
-
-
 def _span(values: list[float]) -> str:
     return f"{min(values):g}-{max(values):g}"
 
@@ -589,7 +581,9 @@ def import_into(
     if not imported.rows:
         if families is not None:
             everything = price_rows(provider, offers, as_of=as_of, source=source)
-            have = sorted({_family_of(r["instance_type"]) for r in everything.rows})
+            from greenml.factors.prices import instance_family
+
+            have = sorted({instance_family(provider, r["instance_type"]) for r in everything.rows})
             raise ConfigError(
                 f"--family {' --family '.join(families)}: no priced GPU instance of "
                 f"{'that family' if len(list(families)) == 1 else 'those families'} in "
