@@ -51,38 +51,41 @@ def main() -> None:
         if name not in os.environ and slurm in os.environ:
             os.environ[name] = os.environ[slurm]
     dist.init_process_group("gloo")
-    world = dist.get_world_size()
-    torch.manual_seed(dist.get_rank())
-    model = DistributedDataParallel(
-        torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
-    )
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    # a Linear layer's forward and backward: 6 FLOPs per weight per sample (2 + 4)
-    weights = sum(p.numel() for p in model.parameters() if p.dim() > 1)
-    flops_per_step = 6 * weights * args.batch_size * world
+    try:
+        world = dist.get_world_size()
+        torch.manual_seed(dist.get_rank())
+        model = DistributedDataParallel(
+            torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+        )
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        # a Linear layer's forward and backward: 6 FLOPs per weight per sample (2 + 4)
+        weights = sum(p.numel() for p in model.parameters() if p.dim() > 1)
+        flops_per_step = 6 * weights * args.batch_size * world
 
-    gpus = [int(os.environ.get("LOCAL_RANK", "0"))] if args.gpu_per_rank else None
-    job = JobRun({"log_interval_s": 1.0})  # every other setting from GREENML_* variables
-    job.start(total_steps=args.steps, gpu_ids=gpus, framework="torchrun")
-    with job:  # stops the measurement at the end (FAILED if the loop raises)
-        for step in range(1, args.steps + 1):
-            began = time.monotonic()
-            x = torch.randn(args.batch_size, 64)
-            loss = model(x).pow(2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            time.sleep(max(args.min_step_s - (time.monotonic() - began), 0.0))
-            # the job's work in this step: every process's batch
-            job.step(step, samples=args.batch_size * world, flops=flops_per_step)
-            if step % 20 == 0:
-                job.log_point()
-            if job.stop_requested:  # a budget crossed with stop_on_budget
-                break
-    if job.footprint is not None and dist.get_rank() == 0:
-        fp = job.footprint
-        print(f"job: {fp.energy_kwh:.6f} kWh, {len(fp.devices)} devices, {fp.duration_s:.1f} s")
-    dist.destroy_process_group()
+        gpus = [int(os.environ.get("LOCAL_RANK", "0"))] if args.gpu_per_rank else None
+        job = JobRun({"log_interval_s": 1.0})  # every other setting from GREENML_* variables
+        job.start(total_steps=args.steps, gpu_ids=gpus, framework="torchrun")
+        with job:  # stops the measurement at the end (FAILED if the loop raises)
+            for step in range(1, args.steps + 1):
+                began = time.monotonic()
+                x = torch.randn(args.batch_size, 64)
+                loss = model(x).pow(2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                time.sleep(max(args.min_step_s - (time.monotonic() - began), 0.0))
+                # the job's work in this step: every process's batch
+                job.step(step, samples=args.batch_size * world, flops=flops_per_step)
+                if step % 20 == 0:
+                    job.log_point()
+                if job.stop_requested:  # a budget crossed with stop_on_budget
+                    break
+        if job.footprint is not None and dist.get_rank() == 0:
+            fp = job.footprint
+            print(f"job: {fp.energy_kwh:.6f} kWh, {len(fp.devices)} devices, {fp.duration_s:.1f} s")
+    finally:
+        # left alive at exit, gloo's threads can abort the process (SIGABRT)
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
