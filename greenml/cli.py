@@ -803,8 +803,8 @@ def sync(
 
     A run that also had the directory sink first gets the records its folder missed.
     Then journals that are fully delivered (every record with every target, the run
-    ended) are removed once they are 30 days old, or at once with --prune; a journal with
-    anything unsent is never removed."""
+    ended, and the store confirms it has the run) are removed once they are 30 days old,
+    or at once with --prune; a journal with anything unsent is never removed."""
     from greenml import config
     from greenml.errors import ConfigError
     from greenml.sinks.sync import PRUNE_AFTER_DAYS, prune, sync_all
@@ -868,10 +868,16 @@ def sync(
             click.echo(
                 f"{name}: sent {r.sent} record(s) to run {r.run_id} at {r.tracking_uri}{ended}"
             )
+        elif r.unconfirmed:
+            click.echo(
+                f"{name}: up to date by its marks ({r.already} record(s) sent); {r.unconfirmed}"
+            )
         else:
             click.echo(f"{name}: up to date ({r.already} record(s) already in MLflow)")
     if not keep:
-        pruned = prune(journal_dir, older_than_days=None if prune_now else PRUNE_AFTER_DAYS)
+        pruned = prune(
+            journal_dir, results, older_than_days=None if prune_now else PRUNE_AFTER_DAYS
+        )
         for p in pruned:
             if p.removed:
                 click.echo(f"{p.path.name}: removed (fully delivered)")

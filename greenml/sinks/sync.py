@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,10 @@ class SyncResult:
     folder: str | None = None  # the directory sink's folder, if records were written there
     folder_sent: int = 0  # records written there now
     folder_error: str | None = None  # the folder could not be written
+    # the store answered that it has the run (asked for a journal with everything marked
+    # sent; true after a send that went through): what pruning needs before removing it
+    confirmed: bool = False
+    unconfirmed: str | None = None  # why the store could not be asked
 
 
 def sync_all(
@@ -107,10 +112,13 @@ def sync_file(
     if needs_end and _still_running(start):
         result.skipped = f"its process (pid {start.get('pid')}) is still running"
         return result
+    uri = tracking_uri or _journal_uri(start)
     if not unsent and not needs_end:
         result.run_id = contents.run_id
-        return result
-    uri = tracking_uri or _journal_uri(start)
+        if not _store_lost_run(result, uri, down):
+            return result
+        # marked sent, but the store answers that it does not have the run (restarted
+        # on an empty backend, or --tracking-uri names another store): sent again below
     if uri is None:
         result.skipped = (
             "the journal's tracking URI had credentials (not stored); give --tracking-uri"
@@ -172,11 +180,43 @@ def sync_file(
             target.end("KILLED", last)
             journal.append({"t": "end", "status": "KILLED", "by": "sync", "ts": last})
             result.ended_killed = True
+        result.confirmed = True
     except Exception as e:
         result.error = scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
     finally:
         journal.close()
     return result
+
+
+def _store_lost_run(result: SyncResult, uri: str | None, down: set[str] | None) -> bool:
+    """For a journal with everything marked sent: whether its store answers that it does
+    not have the run (then everything is sent again). Sets ``result.confirmed`` when the
+    store has it, ``result.unconfirmed`` (why) when it could not be asked."""
+    run_id = result.run_id
+    if run_id is None:
+        result.unconfirmed = "the journal names no MLflow run"
+        return False
+    if uri is None:
+        result.unconfirmed = (
+            "the journal's tracking URI had credentials (not stored): give --tracking-uri "
+            f"to confirm the store has run {run_id}"
+        )
+        return False
+    uri = absolute_uri(uri)
+    shown = redact_uri(uri)
+    if (down is not None and uri in down) or not reachable(uri):
+        if down is not None:
+            down.add(uri)
+        result.unconfirmed = f"MLflow at {shown} cannot be reached to confirm it has run {run_id}"
+        return False
+    try:
+        exists = MlflowTarget(uri, run_id=run_id).run_exists(run_id)
+    except Exception as e:
+        why = scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
+        result.unconfirmed = f"MLflow at {shown} could not be asked for run {run_id}: {why}"
+        return False
+    result.confirmed = exists
+    return not exists
 
 
 def _fill_folder(contents: jr.JournalContents, result: SyncResult) -> None:
@@ -286,17 +326,31 @@ class Pruned:
 
 
 def prune(
-    journal_dir: str | os.PathLike[str], *, older_than_days: float | None = PRUNE_AFTER_DAYS
+    journal_dir: str | os.PathLike[str],
+    synced: Sequence[SyncResult],
+    *,
+    older_than_days: float | None = PRUNE_AFTER_DAYS,
 ) -> list[Pruned]:
     """Remove the journals in ``journal_dir`` that are fully delivered (see
-    :func:`undelivered`) and were last written more than ``older_than_days`` ago (None:
-    whatever their age). A journal with anything unsent is never removed."""
+    :func:`undelivered`), whose store confirmed in this sync that it has their run (the
+    ``confirmed`` of their result in ``synced``), and were last written more than
+    ``older_than_days`` ago (None: whatever their age). A journal with anything unsent,
+    or whose run the store did not confirm, is never removed: the marks in a journal say
+    what was sent, not that the store still has it."""
     import time
 
     out = []
     now = time.time()
+    results = {r.path.resolve(): r for r in synced}
     for path in jr.journal_files(journal_dir):
         why = undelivered(jr.read(path))
+        result = results.get(path.resolve())
+        if why is None and (result is None or not result.confirmed):
+            why = (
+                result.unconfirmed
+                if result is not None and result.unconfirmed
+                else "not synced in this run: not known that the store has it"
+            )
         if why is None and older_than_days is not None:
             age_days = (now - path.stat().st_mtime) / 86400.0
             if age_days <= older_than_days:

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mlflow import MlflowClient
 
 import greenml
 from greenml.cli import main
 from greenml.errors import GreenMLWarning
+from greenml.schema import TAG_RUN_ID
 from greenml.sinks import journal as jr
 from greenml.sinks.sync import PRUNE_AFTER_DAYS, undelivered
 
@@ -121,3 +125,81 @@ def test_a_journal_with_an_unreadable_line_or_no_end_is_kept(mlflow_server, tmp_
     assert torn.exists() and running.exists(), out.output
     assert f"{torn.name}: kept: 1 line(s) could not be read" in out.output
     assert f"{running.name}: kept: its process (pid {os.getpid()}) is still running" in out.output
+
+
+RUN_INTO_SQLITE = """
+import sys, time, warnings
+import greenml
+warnings.simplefilter("ignore")
+with greenml.track(tracking_uri=sys.argv[1], location="FR", log_interval_s=0.1,
+                   journal_dir=sys.argv[2], journal=True, environ={}):
+    time.sleep(0.3)
+"""
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "greenml.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_a_delivered_journal_whose_store_lost_the_run_is_sent_again_not_removed(tmp_path):
+    """The journal's marks say what was sent, not that the store still has it: a store
+    started afresh (its database deleted) gets every record again, into a new run, and the
+    journal is removed only once the store holds it. Separate processes, as a user's: MLflow
+    keeps a database open per process, which would still see the deleted file."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    jdir = tmp_path / "journal"
+    subprocess.run(
+        [sys.executable, "-c", RUN_INTO_SQLITE, uri, str(jdir)],
+        cwd=tmp_path,
+        check=True,
+        timeout=180,
+    )
+    (journal,) = jr.journal_files(jdir)
+    before = jr.read(journal)
+    assert undelivered(before) is None and before.run_id is not None
+    db.unlink()  # the store starts afresh: the run and everything sent to it are gone
+
+    out = _cli("sync", "--journal-dir", str(jdir), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = jr.read(journal)  # kept: delivered again, but recent
+    assert after.run_id != before.run_id and undelivered(after) is None
+    records = len(before.records)
+    assert f"run {before.run_id} is not in {uri}: all {records} record(s)" in out.stdout
+    assert f"{journal.name}: sent {records} record(s) to run {after.run_id}" in out.stdout
+    again = _cli("sync", "--journal-dir", str(jdir), "--prune", cwd=tmp_path)
+    assert f"{journal.name}: up to date ({records} record(s) already in MLflow)" in again.stdout
+    assert f"{journal.name}: removed (fully delivered)" in again.stdout, again.stdout
+    assert not journal.exists()
+
+    client = MlflowClient(uri)  # this process never opened the deleted file
+    run = client.get_run(after.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[TAG_RUN_ID] == before.greenml_run_id
+    key = "greenml/energy_kwh"
+    points = sorted((r["step"], r["ts"], r["metrics"][key]) for r in before.records
+                    if key in r.get("metrics", {}))  # fmt: skip
+    history = client.get_metric_history(after.run_id, key)
+    assert sorted((m.step, m.timestamp, m.value) for m in history) == points
+    assert len(points) >= 2
+
+
+def test_a_delivered_journal_is_kept_while_its_store_cannot_confirm_the_run(journals):
+    jdir, delivered, *_ = journals
+    run_id = jr.read(delivered).run_id
+    down = closed_port_uri()
+    out = sync(jdir, "--prune", uri=down)
+    cannot = f"MLflow at {down} cannot be reached to confirm it has run {run_id}"
+    assert f"{delivered.name}: up to date by its marks (" in out.output, out.output
+    assert cannot in out.output
+    assert f"{delivered.name}: kept: {cannot}" in out.output
+    assert delivered.exists()
+    out = sync(jdir, "--prune")  # its own store, which has the run
+    assert f"{delivered.name}: removed (fully delivered)" in out.output, out.output
+    assert not delivered.exists()
