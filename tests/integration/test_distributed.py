@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,6 +36,48 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: torch's own teardown race: a process that used a gloo group (or DDP) is aborted at exit,
+#: after its work, in about 1 exit in 60 on a loaded machine, with greenml or without it
+#: (reproduced here with a bare DDP script that closes its group). torchrun reports the
+#: worker as SIGABRT and the other host's agent then waits out its exit barrier.
+def _aborted_by_torch(returncode: int | None, err: str) -> bool:
+    return returncode in (-signal.SIGABRT, 128 + signal.SIGABRT) or (
+        returncode != 0 and ("(SIGABRT)" in err or "without an active exception" in err)
+    )
+
+
+def _finish(procs: list[subprocess.Popen], timeout_s: float) -> list[tuple[int | None, str, str]]:
+    """Each process's (returncode, stdout, stderr). Once one has failed, the others get
+    15 s to end before they are killed (a torchrun agent would wait minutes for its peer)."""
+    deadline = time.monotonic() + timeout_s
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if any(p.poll() not in (None, 0) for p in procs):
+            deadline = min(deadline, time.monotonic() + 15.0)
+        time.sleep(0.2)
+    out = []
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        stdout, stderr = p.communicate()
+        out.append((p.returncode, stdout, stderr))
+    return out
+
+
+def _job(launch: Callable[[], list[subprocess.Popen]], timeout_s: float):
+    """Run a multi-process job from ``launch``; once more if torch's teardown aborted a
+    process (said in a warning), so that the test's assertions hold the second job to
+    the same account. What launch returns is passed through with the results."""
+    results = _finish(launch(), timeout_s)
+    if any(_aborted_by_torch(rc, err) for rc, _, err in results):
+        warnings.warn(
+            "a process of the job was aborted by torch's gloo teardown at exit (SIGABRT), "
+            "not by greenml: the job is run again",
+            stacklevel=2,
+        )
+        results = _finish(launch(), timeout_s)
+    return results
 
 
 def _host_env(tmp_path, name, sim, server, experiment):
@@ -64,26 +110,33 @@ def test_two_hosts_of_two_ranks_log_the_sum_of_the_hosts_once(tmp_path, mlflow_s
     host_a = SimulatedNVML([SimGPU(trace=traces.constant(w)) for w in (200.0, 300.0, 400.0)])
     a100 = dict(name="NVIDIA A100-SXM4-40GB", architecture="ampere", power_limit_w=400.0)
     host_b = SimulatedNVML([SimGPU(trace=traces.constant(w), **a100) for w in (250.0, 150.0)])
-    experiment = f"dist-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
-    procs = []
-    for rank, (name, sim) in enumerate((("node-a", host_a), ("node-b", host_b))):
-        env = _host_env(tmp_path, name, sim, mlflow_server, experiment)
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run",
-            "--nnodes", "2", "--nproc-per-node", "2", "--node-rank", str(rank),
-            "--master-addr", "127.0.0.1", "--master-port", str(port),
-            str(EXAMPLE), "--steps", "60", "--min-step-s", "0.05", "--gpu-per-rank",
-        ]  # fmt: skip
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    experiments = []
+
+    def launch() -> list[subprocess.Popen]:
+        experiments.append(f"dist-{uuid.uuid4().hex[:8]}")  # a fresh one for a second job
+        port = _free_port()
+        procs = []
+        for rank, (name, sim) in enumerate((("node-a", host_a), ("node-b", host_b))):
+            env = _host_env(tmp_path, name, sim, mlflow_server, experiments[-1])
+            env["GREENML_JOURNAL_DIR"] += f"-{len(experiments)}"
+            cmd = [
+                sys.executable, "-m", "torch.distributed.run",
+                "--nnodes", "2", "--nproc-per-node", "2", "--node-rank", str(rank),
+                "--master-addr", "127.0.0.1", "--master-port", str(port),
+                str(EXAMPLE), "--steps", "60", "--min-step-s", "0.05", "--gpu-per-rank",
+            ]  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
             )
-        )
-    outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, f"stdout:\n{out}\nstderr:\n{err[-4000:]}"
-    assert "job:" in outs[0][0]  # rank 0 printed the job's footprint
+        return procs
+
+    outs = _job(launch, timeout_s=240)
+    for returncode, out, err in outs:
+        assert returncode == 0, f"stdout:\n{out}\nstderr:\n{err[-4000:]}"
+    assert "job:" in outs[0][1]  # rank 0 printed the job's footprint
+    experiment = experiments[-1]
 
     client = MlflowClient(tracking_uri=mlflow_server.uri)
     run = _run(client, experiment)
@@ -184,8 +237,8 @@ try:
     job.start()
 except ConfigError as e:
     print("ConfigError:", e)
-    # gloo's threads abort the process (SIGABRT) in about one exit in ten when the
-    # group is left alive, with greenml or without it: close it, as torch asks
+    # gloo aborts the process (SIGABRT) in about one exit in ten when the group is
+    # left open, with greenml or without it: close it, as torch asks
     dist.destroy_process_group()
     sys.exit(3)
 print("started")
@@ -194,23 +247,25 @@ dist.destroy_process_group()
 
 
 def test_ranks_that_disagree_on_the_location_fail_on_every_rank_naming_both(tmp_path):
-    port = _free_port()
-    procs = []
-    for rank, location in enumerate(("FR", "DE")):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GREENML_LOCATION": location,
-               "GREENML_CPU_TDP_W": "10"}  # fmt: skip
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", DISAGREE],
-                env=env,
-                cwd=tmp_path,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+    def launch() -> list[subprocess.Popen]:
+        port = _free_port()
+        procs = []
+        for rank, location in enumerate(("FR", "DE")):
+            env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                   "GREENML_LOCATION": location, "GREENML_CPU_TDP_W": "10"}  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", DISAGREE],
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             )
-        )
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 3, (out, err[-2000:])
+        return procs
+
+    for returncode, out, err in _job(launch, timeout_s=120):
+        assert returncode == 3, (out, err[-2000:])
         assert "the job's ranks disagree on location: rank 0 has 'FR', rank 1 has 'DE'" in out
