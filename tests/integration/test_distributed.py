@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,48 +34,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-#: torch's own teardown race: a process that used a gloo group (or DDP) is aborted at exit,
-#: after its work, in about 1 exit in 60 on a loaded machine, with greenml or without it
-#: (reproduced here with a bare DDP script that closes its group). torchrun reports the
-#: worker as SIGABRT and the other host's agent then waits out its exit barrier.
-def _aborted_by_torch(returncode: int | None, err: str) -> bool:
-    return returncode in (-signal.SIGABRT, 128 + signal.SIGABRT) or (
-        returncode != 0 and ("(SIGABRT)" in err or "without an active exception" in err)
-    )
-
-
-def _finish(procs: list[subprocess.Popen], timeout_s: float) -> list[tuple[int | None, str, str]]:
-    """Each process's (returncode, stdout, stderr). Once one has failed, the others get
-    15 s to end before they are killed (a torchrun agent would wait minutes for its peer)."""
-    deadline = time.monotonic() + timeout_s
-    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-        if any(p.poll() not in (None, 0) for p in procs):
-            deadline = min(deadline, time.monotonic() + 15.0)
-        time.sleep(0.2)
-    out = []
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        stdout, stderr = p.communicate()
-        out.append((p.returncode, stdout, stderr))
-    return out
-
-
-def _job(launch: Callable[[], list[subprocess.Popen]], timeout_s: float):
-    """Run a multi-process job from ``launch``; once more if torch's teardown aborted a
-    process (said in a warning), so that the test's assertions hold the second job to
-    the same account. What launch returns is passed through with the results."""
-    results = _finish(launch(), timeout_s)
-    if any(_aborted_by_torch(rc, err) for rc, _, err in results):
-        warnings.warn(
-            "a process of the job was aborted by torch's gloo teardown at exit (SIGABRT), "
-            "not by greenml: the job is run again",
-            stacklevel=2,
-        )
-        results = _finish(launch(), timeout_s)
-    return results
-
-
 def _host_env(tmp_path, name, sim, server, experiment):
     env = {**os.environ, **sim.export(tmp_path / f"driver-{name}")}
     env.update(
@@ -102,7 +56,9 @@ def _run(client, experiment):
     return runs[0]
 
 
-def test_two_hosts_of_two_ranks_log_the_sum_of_the_hosts_once(tmp_path, mlflow_server, plain_cwd):
+def test_two_hosts_of_two_ranks_log_the_sum_of_the_hosts_once(
+    tmp_path, mlflow_server, plain_cwd, run_job
+):
     from mlflow import MlflowClient
 
     # host A has three GPUs but its two ranks use 0 and 1: 200 W + 300 W, GPU 2 (400 W) idle
@@ -132,7 +88,7 @@ def test_two_hosts_of_two_ranks_log_the_sum_of_the_hosts_once(tmp_path, mlflow_s
             )
         return procs
 
-    outs = _job(launch, timeout_s=240)
+    outs = run_job(launch, timeout_s=240)
     for returncode, out, err in outs:
         assert returncode == 0, f"stdout:\n{out}\nstderr:\n{err[-4000:]}"
     assert "job:" in outs[0][1]  # rank 0 printed the job's footprint
@@ -246,7 +202,7 @@ dist.destroy_process_group()
 """
 
 
-def test_ranks_that_disagree_on_the_location_fail_on_every_rank_naming_both(tmp_path):
+def test_ranks_that_disagree_on_the_location_fail_on_every_rank_naming_both(tmp_path, run_job):
     def launch() -> list[subprocess.Popen]:
         port = _free_port()
         procs = []
@@ -266,6 +222,6 @@ def test_ranks_that_disagree_on_the_location_fail_on_every_rank_naming_both(tmp_
             )
         return procs
 
-    for returncode, out, err in _job(launch, timeout_s=120):
+    for returncode, out, err in run_job(launch, timeout_s=120):
         assert returncode == 3, (out, err[-2000:])
         assert "the job's ranks disagree on location: rank 0 has 'FR', rank 1 has 'DE'" in out

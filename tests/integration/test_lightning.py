@@ -495,7 +495,9 @@ print("RESULT " + json.dumps({
 
 
 @needs_cc
-def test_ddp_ranks_share_the_loggers_run_and_stop_together(tmp_path, mlflow_server, client):
+def test_ddp_ranks_share_the_loggers_run_and_stop_together(
+    tmp_path, mlflow_server, client, run_job
+):
     sim = SimulatedNVML([SimGPU(trace=traces.constant(POWER_W))], counter_refresh_s=REFRESH_S)
     env = {**os.environ, **sim.export(tmp_path / "driver")}
     powercap = tmp_path / "powercap"
@@ -504,17 +506,24 @@ def test_ddp_ranks_share_the_loggers_run_and_stop_together(tmp_path, mlflow_serv
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     budget_kwh = POWER_W * 1.0 / J_PER_KWH  # about 1 s of the GPU: well before step 200
-    out = subprocess.run(
-        [sys.executable, str(script), mlflow_server.uri, "lightning-ddp", repr(budget_kwh)],
-        cwd=tmp_path,  # no greenml.toml here: greenml's defaults
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+
+    def launch() -> list[subprocess.Popen]:
+        command = [sys.executable, str(script), mlflow_server.uri, "lightning-ddp"]
+        return [
+            subprocess.Popen(
+                [*command, repr(budget_kwh)],
+                cwd=tmp_path,  # no greenml.toml here: greenml's defaults
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        ]
+
+    ((returncode, stdout, stderr),) = run_job(launch, timeout_s=240)
+    assert returncode == 0, stderr[-3000:]
     results = sorted(
-        (json.loads(line.split(" ", 1)[1]) for line in out.stdout.splitlines() if "RESULT" in line),
+        (json.loads(line.split(" ", 1)[1]) for line in stdout.splitlines() if "RESULT" in line),
         key=lambda r: r["rank"],
     )
     assert [r["rank"] for r in results] == [0, 1]
