@@ -126,9 +126,7 @@ def sync_file(
         return result
     uri = absolute_uri(uri)
     result.tracking_uri = redact_uri(uri)
-    if (down is not None and uri in down) or not reachable(uri):
-        if down is not None:
-            down.add(uri)
+    if _down(uri, down):
         result.unreachable = True
         result.error = (
             f"MLflow at {result.tracking_uri} cannot be reached (it does not accept "
@@ -188,6 +186,18 @@ def sync_file(
     return result
 
 
+def _down(uri: str, down: set[str] | None) -> bool:
+    """Whether the store at ``uri`` is down: found so earlier in this sync (``down``), or
+    refusing a connection now (then added to ``down``)."""
+    if down is not None and uri in down:
+        return True
+    if reachable(uri):
+        return False
+    if down is not None:
+        down.add(uri)
+    return True
+
+
 def _store_lost_run(result: SyncResult, uri: str | None, down: set[str] | None) -> bool:
     """For a journal with everything marked sent: whether its store answers that it does
     not have the run (then everything is sent again). Sets ``result.confirmed`` when the
@@ -204,9 +214,7 @@ def _store_lost_run(result: SyncResult, uri: str | None, down: set[str] | None) 
         return False
     uri = absolute_uri(uri)
     shown = redact_uri(uri)
-    if (down is not None and uri in down) or not reachable(uri):
-        if down is not None:
-            down.add(uri)
+    if _down(uri, down):
         result.unconfirmed = f"MLflow at {shown} cannot be reached to confirm it has run {run_id}"
         return False
     try:
