@@ -44,6 +44,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from history import mlflow_points as _points
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
@@ -230,10 +231,6 @@ def _assert_points_kept_coming(journal: Path) -> None:
 
 
 # -- MLflow against the journal -----------------------------------------------------------
-
-
-def _points(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, int, float]]:
-    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
 
 
 def _sync(jdir: Path) -> str:

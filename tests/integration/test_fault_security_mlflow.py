@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from history import journal_points as _journal_points
+from history import mlflow_points as _points
 from mlflow import MlflowClient
 
 import greenml
@@ -163,17 +165,6 @@ def _only_journal(folder: Path) -> Path:
     files = jr.journal_files(folder)
     assert len(files) == 1, files
     return files[0]
-
-
-def _points(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, int, float]]:
-    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key))
-
-
-def _journal_points(path: Path, key: str) -> list[tuple[int, int, float]]:
-    c = jr.read(path)
-    return sorted(
-        (r["step"], r["ts"], r["metrics"][key]) for r in c.records if key in r.get("metrics", {})
-    )
 
 
 # -- 1. no credential leaks ---------------------------------------------------------------------
