@@ -180,10 +180,15 @@ def sync_file(
             result.ended_killed = True
         result.confirmed = True
     except Exception as e:
-        result.error = scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
+        result.error = _first_line(e)
     finally:
         journal.close()
     return result
+
+
+def _first_line(e: Exception) -> str:
+    """An error's first line, credentials scrubbed (its type's name if it says nothing)."""
+    return scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
 
 
 def _down(uri: str, down: set[str] | None) -> bool:
@@ -220,8 +225,9 @@ def _store_lost_run(result: SyncResult, uri: str | None, down: set[str] | None) 
     try:
         exists = MlflowTarget(uri, run_id=run_id).run_exists(run_id)
     except Exception as e:
-        why = scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
-        result.unconfirmed = f"MLflow at {shown} could not be asked for run {run_id}: {why}"
+        result.unconfirmed = (
+            f"MLflow at {shown} could not be asked for run {run_id}: {_first_line(e)}"
+        )
         return False
     result.confirmed = exists
     return not exists
@@ -257,7 +263,7 @@ def _fill_folder(contents: jr.JournalContents, result: SyncResult) -> None:
         if contents.end is None and contents.summary is None:
             target.end("KILLED")
     except Exception as e:
-        result.folder_error = scrub(str(e).splitlines()[0]) if str(e) else type(e).__name__
+        result.folder_error = _first_line(e)
     finally:
         journal.mark_sent(sent, name)
         journal.close()
